@@ -1,0 +1,1122 @@
+//! OCI runtime spec generation with Docker's defaults (moby `oci/defaults.go`,
+//! `oci/caps/defaults.go`, `daemon/oci_linux.go`): mounts, devices, masked and read-only
+//! paths, capabilities, seccomp, namespaces and cgroup resources.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Mount, Process, Spec};
+use serde_json::{json, Value};
+
+use crate::error::{Result, RuntimeError};
+use crate::{seccomp, user};
+
+/// Docker's default `PATH` (moby `oci.DefaultPathEnv`).
+pub const DEFAULT_PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`), in Docker's order.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability, indexed by its kernel number.
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Docker's default masked paths (moby `oci/defaults.go`).
+pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's default read-only paths (moby `oci/defaults.go`).
+pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEFAULT_SHM_SIZE: i64 = 64 * 1024 * 1024;
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+const DEFAULT_CPU_PERIOD: i64 = 100_000;
+
+/// Everything the daemon knows about a container that shapes its runtime spec.
+#[derive(Clone, Debug)]
+pub struct SpecOptions {
+    /// Entrypoint + cmd, already combined by the daemon.
+    pub args: Vec<String>,
+    /// `KEY=VALUE`; PATH, HOSTNAME and (with a TTY) TERM are added as Docker does.
+    pub env: Vec<String>,
+    /// `""` means `/`.
+    pub cwd: String,
+    /// docker `-u`: `""`, `uid`, `uid:gid`, `name`, `name:group`, ...
+    pub user: String,
+    pub group_add: Vec<String>,
+    pub hostname: String,
+    pub domainname: String,
+    pub tty: bool,
+    /// The mounted rootfs (absolute).
+    pub rootfs: PathBuf,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub pids_limit: Option<i64>,
+    pub oom_kill_disable: bool,
+    pub network_mode: String,
+    pub ipc_mode: String,
+    pub pid_mode: String,
+    pub uts_mode: String,
+    pub cgroups_path: String,
+    /// Extra mounts from the daemon; one at the destination of a default mount replaces it.
+    pub mounts: Vec<Mount>,
+    pub sysctls: HashMap<String, String>,
+    /// Bytes; 0 means Docker's default of 64 MiB.
+    pub shm_size: i64,
+    /// `(name, soft, hard)`, name as in `--ulimit` (`nofile`, `nproc`, ...).
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// `None` means Docker's defaults.
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+impl Default for SpecOptions {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: String::new(),
+            user: String::new(),
+            group_add: Vec::new(),
+            hostname: String::new(),
+            domainname: String::new(),
+            tty: false,
+            rootfs: PathBuf::new(),
+            readonly_rootfs: false,
+            privileged: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            security_opt: Vec::new(),
+            memory: 0,
+            memory_swap: 0,
+            memory_reservation: 0,
+            nano_cpus: 0,
+            cpu_shares: 0,
+            cpu_quota: 0,
+            cpu_period: 0,
+            cpuset_cpus: String::new(),
+            pids_limit: None,
+            oom_kill_disable: false,
+            network_mode: String::new(),
+            ipc_mode: String::new(),
+            pid_mode: String::new(),
+            uts_mode: String::new(),
+            cgroups_path: String::new(),
+            mounts: Vec::new(),
+            sysctls: HashMap::new(),
+            shm_size: 0,
+            ulimits: Vec::new(),
+            masked_paths: None,
+            readonly_paths: None,
+        }
+    }
+}
+
+/// For `docker exec`: an extra process in a running container.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub tty: bool,
+    pub privileged: bool,
+}
+
+fn invalid(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::InvalidArgument(msg.into())
+}
+
+/// `--security-opt` as Docker parses it (moby `daemon/create.go` parseSecurityOpt).
+#[derive(Debug, Default)]
+struct SecurityOpts {
+    no_new_privileges: bool,
+    /// `None`: Docker's default profile; `Some(None)`: unconfined; `Some(Some(json))`.
+    seccomp: Option<Option<String>>,
+    unconfined_systempaths: bool,
+}
+
+fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts> {
+    let mut out = SecurityOpts::default();
+    for opt in opts {
+        if opt == "no-new-privileges" {
+            out.no_new_privileges = true;
+            continue;
+        }
+        let (k, v) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .ok_or_else(|| invalid(format!("invalid --security-opt 1: {opt:?}")))?;
+        match k {
+            "label" | "apparmor" | "writable-cgroups" => {}
+            "seccomp" => {
+                out.seccomp = match v {
+                    "unconfined" => Some(None),
+                    "" | "builtin" => None,
+                    // The docker CLI sends the file's content; a path is read here.
+                    json if json.trim_start().starts_with('{') => Some(Some(json.to_string())),
+                    path => Some(Some(std::fs::read_to_string(path).map_err(|e| {
+                        invalid(format!("opening seccomp profile ({path}) failed: {e}"))
+                    })?)),
+                }
+            }
+            "no-new-privileges" => {
+                out.no_new_privileges = parse_go_bool(v)
+                    .ok_or_else(|| invalid(format!("invalid --security-opt 2: {opt:?}")))?;
+            }
+            "systempaths" if v == "unconfined" => out.unconfined_systempaths = true,
+            _ => return Err(invalid(format!("invalid --security-opt 2: {opt:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The capabilities this process may hand out: Docker lists only those in its own
+/// bounding set (here, e.g., CAP_SYS_RESOURCE is missing).
+fn available_caps() -> Vec<&'static str> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// moby `caps.NormalizeLegacyCapabilities`.
+fn normalize_caps(caps: &[String], available: &[&str]) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(caps.len());
+    for c in caps {
+        let mut c = c.to_ascii_uppercase();
+        if c == "ALL" {
+            out.push(c);
+            continue;
+        }
+        if !c.starts_with("CAP_") {
+            c = format!("CAP_{c}");
+        }
+        if !ALL_CAPS.contains(&c.as_str()) {
+            return Err(invalid(format!("unknown capability: {c:?}")));
+        }
+        if !available.contains(&c.as_str()) {
+            return Err(invalid(format!(
+                "capability not supported by your kernel or not available in the current environment: {c:?}"
+            )));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// moby `caps.TweakCapabilities`: the container's capability set.
+pub fn tweak_capabilities(
+    cap_add: &[String],
+    cap_drop: &[String],
+    privileged: bool,
+) -> Result<Vec<String>> {
+    let available = available_caps();
+    if privileged {
+        return Ok(available.iter().map(|s| s.to_string()).collect());
+    }
+    let drop = normalize_caps(cap_drop, &available)?;
+    let add = normalize_caps(cap_add, &available)?;
+    let all = |v: &[String]| v.iter().any(|c| c == "ALL");
+    let mut caps: Vec<String> = Vec::new();
+    if all(&add) {
+        caps.extend(
+            available
+                .iter()
+                .filter(|c| !drop.iter().any(|d| d == *c))
+                .map(|c| c.to_string()),
+        );
+    } else if all(&drop) {
+        caps.extend(add.iter().filter(|c| *c != "ALL").cloned());
+    } else {
+        caps.extend(
+            DEFAULT_CAPS
+                .iter()
+                .filter(|c| !drop.iter().any(|d| d == *c))
+                .map(|c| c.to_string()),
+        );
+        for c in add {
+            if !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+    }
+    // A cap both added and dropped: Docker's add wins in the default case (handled above).
+    caps.dedup();
+    Ok(caps)
+}
+
+/// moby `container.ReplaceOrAppendEnvValues`: `KEY=V` replaces or appends, a bare `KEY`
+/// removes the key.
+pub fn replace_or_append_env(mut base: Vec<String>, overrides: &[String]) -> Vec<String> {
+    for o in overrides {
+        let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k);
+        let pos = base
+            .iter()
+            .position(|b| b.split_once('=').map_or(b.as_str(), |(k, _)| k) == key);
+        match (pos, o.contains('=')) {
+            (Some(i), true) => base[i] = o.clone(),
+            (Some(i), false) => {
+                base.remove(i);
+            }
+            (None, true) => base.push(o.clone()),
+            (None, false) => {}
+        }
+    }
+    base
+}
+
+/// The container's environment as Docker builds it (moby `CreateDaemonEnvironment`).
+fn container_env(opts: &SpecOptions) -> Vec<String> {
+    let mut env = Vec::with_capacity(opts.env.len() + 3);
+    if !opts.env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH_ENV}"));
+    }
+    env.push(format!("HOSTNAME={}", opts.hostname));
+    if opts.tty {
+        env.push("TERM=xterm".to_string());
+    }
+    replace_or_append_env(env, &opts.env)
+}
+
+/// Parses a size as docker's `-m`/`--shm-size` do (go-units `RAMInBytes`: binary units,
+/// optional `b` suffix, decimals allowed).
+pub fn parse_memory(s: &str) -> Result<i64> {
+    let err = || invalid(format!("invalid size: '{s}'"));
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .map(|u| u.to_string())
+        .unwrap_or(unit);
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return Err(err()),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 0.0 || v > i64::MAX as f64 {
+        return Err(err());
+    }
+    Ok(v as i64)
+}
+
+fn num_cpus() -> i64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .map_or(1, |n| n.max(1) as i64)
+}
+
+fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+fn swap_limit_supported() -> bool {
+    cgroup_v2() || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+}
+
+/// Cgroup resources with Docker's validation (moby `verifyPlatformContainerResources`).
+fn resources(opts: &SpecOptions) -> Result<Value> {
+    let mut memory = serde_json::Map::new();
+    if opts.memory != 0 && opts.memory < MIN_MEMORY {
+        return Err(invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if opts.memory == 0 && opts.memory_swap > 0 {
+        return Err(invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if opts.memory > 0 && opts.memory_swap > 0 && opts.memory_swap < opts.memory {
+        return Err(invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if opts.memory_reservation != 0 && opts.memory_reservation < MIN_MEMORY {
+        return Err(invalid("Minimum memory reservation allowed is 6MB"));
+    }
+    if opts.memory > 0 && opts.memory_reservation > 0 && opts.memory < opts.memory_reservation {
+        return Err(invalid(
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ));
+    }
+    if opts.memory > 0 {
+        memory.insert("limit".into(), json!(opts.memory));
+        // Docker: swap 0 means twice the memory; -1 unlimited. Dropped (as Docker does,
+        // with a warning) when the kernel has no swap accounting.
+        let swap = match opts.memory_swap {
+            0 => opts.memory.saturating_mul(2),
+            s => s,
+        };
+        if swap_limit_supported() {
+            memory.insert("swap".into(), json!(swap));
+        }
+    }
+    if opts.memory_reservation > 0 {
+        memory.insert("reservation".into(), json!(opts.memory_reservation));
+    }
+    if opts.oom_kill_disable {
+        memory.insert("disableOOMKiller".into(), json!(true));
+    }
+
+    let mut cpu = serde_json::Map::new();
+    if opts.nano_cpus != 0 {
+        if opts.cpu_period != 0 {
+            return Err(invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        if opts.cpu_quota != 0 {
+            return Err(invalid(
+                "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+            ));
+        }
+        let n = num_cpus();
+        if opts.nano_cpus < 0 || opts.nano_cpus > n * 1_000_000_000 {
+            return Err(invalid(format!(
+                "Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            )));
+        }
+        cpu.insert("period".into(), json!(DEFAULT_CPU_PERIOD));
+        cpu.insert(
+            "quota".into(),
+            json!(opts.nano_cpus * DEFAULT_CPU_PERIOD / 1_000_000_000),
+        );
+    }
+    if opts.cpu_period != 0 && !(1000..=1_000_000).contains(&opts.cpu_period) {
+        return Err(invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ));
+    }
+    if opts.cpu_quota > 0 && opts.cpu_quota < 1000 {
+        return Err(invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
+    }
+    if opts.cpu_period > 0 {
+        cpu.insert("period".into(), json!(opts.cpu_period));
+    }
+    if opts.cpu_quota != 0 {
+        cpu.insert("quota".into(), json!(opts.cpu_quota));
+    }
+    if opts.cpu_shares < 0 {
+        return Err(invalid("invalid CPU shares: must be a positive number"));
+    }
+    if opts.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(opts.cpu_shares));
+    }
+    if !opts.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(opts.cpuset_cpus));
+    }
+
+    let mut res = serde_json::Map::new();
+    res.insert("devices".into(), default_device_rules(opts.privileged));
+    if !memory.is_empty() {
+        res.insert("memory".into(), Value::Object(memory));
+    }
+    if !cpu.is_empty() {
+        res.insert("cpu".into(), Value::Object(cpu));
+    }
+    if let Some(p) = opts.pids_limit.filter(|p| *p > 0) {
+        res.insert("pids".into(), json!({ "limit": p }));
+    }
+    Ok(Value::Object(res))
+}
+
+/// Docker's deny-all device cgroup plus runc's allow-list (Docker relies on runc's), or
+/// allow-all when privileged.
+fn default_device_rules(privileged: bool) -> Value {
+    if privileged {
+        return json!([{ "allow": true, "access": "rwm" }]);
+    }
+    let c = |major: i64, minor: Option<i64>, access: &str| json!({ "allow": true, "type": "c", "major": major, "minor": minor, "access": access });
+    json!([
+        { "allow": false, "access": "rwm" },
+        { "allow": true, "type": "c", "access": "m" },
+        { "allow": true, "type": "b", "access": "m" },
+        c(1, Some(3), "rwm"),   // null
+        c(1, Some(8), "rwm"),   // random
+        c(1, Some(7), "rwm"),   // full
+        c(5, Some(0), "rwm"),   // tty
+        c(1, Some(5), "rwm"),   // zero
+        c(1, Some(9), "rwm"),   // urandom
+        c(5, Some(1), "rwm"),   // console
+        c(136, None, "rwm"),    // pts
+        c(5, Some(2), "rwm"),   // ptmx
+        c(10, Some(200), "rwm"), // tun
+        { "allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm" } // fuse
+    ])
+}
+
+fn default_mounts(opts: &SpecOptions) -> Vec<Value> {
+    let shm = if opts.shm_size > 0 {
+        opts.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    };
+    // Without its own network namespace sysfs cannot be mounted: bind the host's.
+    let sys = if opts.network_mode == "host" {
+        json!({"destination": "/sys", "type": "bind", "source": "/sys",
+               "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]})
+    };
+    let mut v = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        sys,
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
+    ];
+    if opts.privileged {
+        // Docker clears read-only on /sys and the cgroup mount for --privileged.
+        for m in &mut v {
+            if let Some(o) = m.get_mut("options").and_then(Value::as_array_mut) {
+                o.retain(|x| x != "ro");
+            }
+        }
+    }
+    v
+}
+
+fn rlimits(ulimits: &[(String, u64, u64)]) -> Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(ulimits.len());
+    for (name, soft, hard) in ulimits {
+        let typ = format!("RLIMIT_{}", name.to_ascii_uppercase());
+        if serde_json::from_value::<oci_spec::runtime::PosixRlimitType>(json!(typ)).is_err() {
+            return Err(invalid(format!("invalid ulimit type: {name}")));
+        }
+        if soft > hard {
+            return Err(invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        out.push(json!({"type": typ, "soft": soft, "hard": hard}));
+    }
+    Ok(out)
+}
+
+/// Generates the OCI runtime spec for a container, Docker's way.
+pub fn generate(opts: &SpecOptions) -> Result<Spec> {
+    if opts.args.is_empty() {
+        return Err(invalid("no command specified"));
+    }
+    let sec = parse_security_opts(&opts.security_opt)?;
+    let caps = tweak_capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
+    let u = user::resolve_exec_user(&opts.rootfs, &opts.user, &opts.group_add)?;
+
+    let mut namespaces = vec![json!({"type": "mount"})];
+    if opts.network_mode != "host" {
+        namespaces.push(json!({"type": "network"}));
+    }
+    if opts.ipc_mode != "host" {
+        namespaces.push(json!({"type": "ipc"}));
+    }
+    if opts.pid_mode != "host" {
+        namespaces.push(json!({"type": "pid"}));
+    }
+    let own_uts = opts.uts_mode != "host";
+    if own_uts {
+        namespaces.push(json!({"type": "uts"}));
+    }
+    // Docker's default cgroupns mode: private on cgroup v2, host on v1.
+    if cgroup_v2() {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+
+    let mut mounts = default_mounts(opts);
+    let extra: Vec<Value> = opts
+        .mounts
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()?;
+    mounts.retain(|m| {
+        !extra
+            .iter()
+            .any(|e| e.get("destination") == m.get("destination"))
+    });
+    mounts.extend(extra);
+
+    let (masked, readonly) = if opts.privileged || sec.unconfined_systempaths {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            opts.masked_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()),
+            opts.readonly_paths.clone().unwrap_or_else(|| {
+                DEFAULT_READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }),
+        )
+    };
+
+    let seccomp = if opts.privileged {
+        None
+    } else {
+        match &sec.seccomp {
+            Some(None) => None,
+            Some(Some(profile)) => Some(seccomp::load_profile(profile, &caps)?),
+            None => Some(seccomp::default_profile(&caps)?),
+        }
+    };
+
+    let cwd = if opts.cwd.is_empty() { "/" } else { &opts.cwd };
+    if !cwd.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+
+    let mut process = json!({
+        "terminal": opts.tty,
+        "user": { "uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids },
+        "args": opts.args,
+        "env": container_env(opts),
+        "cwd": cwd,
+        "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
+        "noNewPrivileges": sec.no_new_privileges,
+    });
+    let rl = rlimits(&opts.ulimits)?;
+    if !rl.is_empty() {
+        process["rlimits"] = Value::Array(rl);
+    }
+
+    let mut linux = json!({
+        "resources": resources(opts)?,
+        "namespaces": namespaces,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly,
+    });
+    if !opts.cgroups_path.is_empty() {
+        linux["cgroupsPath"] = json!(opts.cgroups_path);
+    }
+    if !opts.sysctls.is_empty() {
+        linux["sysctl"] = json!(opts.sysctls);
+    }
+    if let Some(s) = seccomp {
+        linux["seccomp"] = serde_json::to_value(s)?;
+    }
+
+    let mut spec = json!({
+        "ociVersion": "1.0.2-dev",
+        "process": process,
+        "root": { "path": opts.rootfs, "readonly": opts.readonly_rootfs },
+        "mounts": mounts,
+        "linux": linux,
+    });
+    if own_uts {
+        if !opts.hostname.is_empty() {
+            spec["hostname"] = json!(opts.hostname);
+        }
+        if !opts.domainname.is_empty() {
+            spec["domainname"] = json!(opts.domainname);
+        }
+    }
+    Ok(serde_json::from_value(spec)?)
+}
+
+/// The process of `docker exec`: the container's process settings (env, cwd, user,
+/// capabilities, AppArmor, no-new-privileges, rlimits) overridden by `opts`.
+pub fn exec_process(container: &Spec, rootfs: &Path, opts: &ExecOptions) -> Result<Process> {
+    if opts.args.is_empty() {
+        return Err(invalid("No exec command specified"));
+    }
+    let mut p = container.process().clone().unwrap_or_default();
+    p.set_args(Some(opts.args.clone()));
+    p.set_terminal(Some(opts.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    if opts.tty {
+        env = replace_or_append_env(env, &["TERM=xterm".to_string()]);
+    }
+    p.set_env(Some(replace_or_append_env(env, &opts.env)));
+    if !opts.cwd.is_empty() {
+        p.set_cwd(PathBuf::from(&opts.cwd));
+    }
+    if !opts.user.is_empty() {
+        let u = user::resolve_exec_user(rootfs, &opts.user, &[])?;
+        let mut pu = p.user().clone();
+        pu.set_uid(u.uid);
+        pu.set_gid(u.gid);
+        pu.set_additional_gids(Some(u.additional_gids));
+        p.set_user(pu);
+    }
+    if opts.privileged {
+        let all = tweak_capabilities(&[], &[], true)?;
+        let caps: oci_spec::runtime::LinuxCapabilities =
+            serde_json::from_value(json!({ "bounding": all, "effective": all, "permitted": all }))?;
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{Capability, LinuxNamespaceType};
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nwheel:x:10:root\n").unwrap();
+        d
+    }
+
+    fn opts(root: &Path) -> SpecOptions {
+        SpecOptions {
+            args: vec!["sh".into()],
+            rootfs: root.to_path_buf(),
+            hostname: "abc".into(),
+            ..Default::default()
+        }
+    }
+
+    fn ns(spec: &Spec) -> Vec<LinuxNamespaceType> {
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .iter()
+            .flatten()
+            .map(|n| n.typ())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_docker() {
+        let r = rootfs();
+        let s = generate(&opts(r.path())).unwrap();
+        let p = s.process().as_ref().unwrap();
+        let caps = p.capabilities().as_ref().unwrap();
+        let eff = caps.effective().as_ref().unwrap();
+        assert_eq!(eff.len(), 14);
+        assert!(eff.contains(&Capability::NetRaw));
+        assert!(!eff.contains(&Capability::SysAdmin));
+        assert_eq!(caps.bounding(), caps.permitted());
+        assert!(caps.inheritable().is_none() && caps.ambient().is_none());
+        assert_eq!(
+            p.env().as_ref().unwrap(),
+            &vec![
+                format!("PATH={DEFAULT_PATH_ENV}"),
+                "HOSTNAME=abc".to_string()
+            ]
+        );
+        assert_eq!(p.cwd(), Path::new("/"));
+        assert_eq!(p.user().uid(), 0);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[10u32][..]));
+        assert!(p.rlimits().is_none());
+        let l = s.linux().as_ref().unwrap();
+        assert_eq!(l.masked_paths().as_ref().unwrap().len(), 11);
+        assert!(l
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_string()));
+        assert!(l.seccomp().is_some());
+        let n = ns(&s);
+        for t in [
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Uts,
+        ] {
+            assert!(n.contains(&t), "{t:?}");
+        }
+        let dests: Vec<_> = s
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm"
+            ]
+        );
+        let shm = &s.mounts().as_ref().unwrap()[6];
+        assert!(shm
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"size=67108864".to_string()));
+        assert_eq!(s.hostname().as_deref(), Some("abc"));
+        // Round-trips through JSON as the shim will read it.
+        let j = serde_json::to_string(&s).unwrap();
+        let _: Spec = serde_json::from_str(&j).unwrap();
+    }
+
+    #[test]
+    fn host_modes_and_tty_env() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.network_mode = "host".into();
+        o.ipc_mode = "host".into();
+        o.pid_mode = "host".into();
+        o.uts_mode = "host".into();
+        o.tty = true;
+        o.env = vec!["PATH=/bin".into(), "HOSTNAME=override".into(), "A=1".into()];
+        let s = generate(&o).unwrap();
+        assert_eq!(ns(&s), vec![LinuxNamespaceType::Mount]);
+        assert!(s.hostname().is_none());
+        assert_eq!(
+            s.process().as_ref().unwrap().env().as_ref().unwrap(),
+            &vec![
+                "HOSTNAME=override".to_string(),
+                "TERM=xterm".into(),
+                "PATH=/bin".into(),
+                "A=1".into()
+            ]
+        );
+        let sys = &s.mounts().as_ref().unwrap()[3];
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+
+        o.network_mode = "none".into();
+        let s = generate(&o).unwrap();
+        assert!(ns(&s).contains(&LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn resources_convert() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.nano_cpus = 1_500_000_000;
+        o.memory = parse_memory("512m").unwrap();
+        o.pids_limit = Some(100);
+        o.cpu_shares = 512;
+        o.cpuset_cpus = "0".into();
+        let s = generate(&o).unwrap();
+        let res = s.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!((cpu.quota(), cpu.period()), (Some(150000), Some(100000)));
+        assert_eq!(cpu.shares(), Some(512));
+        assert_eq!(cpu.cpus().as_deref(), Some("0"));
+        let mem = res.memory().as_ref().unwrap();
+        assert_eq!(mem.limit(), Some(512 << 20));
+        assert_eq!(mem.swap(), Some(1024 << 20)); // 0 => twice the memory
+        assert_eq!(res.pids().as_ref().unwrap().limit(), 100);
+
+        o.memory_swap = -1;
+        let s = generate(&o).unwrap();
+        let mem = s
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .as_ref()
+            .unwrap()
+            .memory()
+            .clone();
+        assert_eq!(mem.unwrap().swap(), Some(-1));
+
+        o.pids_limit = Some(-1);
+        let s = generate(&o).unwrap();
+        assert!(s
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .as_ref()
+            .unwrap()
+            .pids()
+            .is_none());
+    }
+
+    #[test]
+    fn resource_validation_messages() {
+        let r = rootfs();
+        let e = |f: &dyn Fn(&mut SpecOptions)| {
+            let mut o = opts(r.path());
+            f(&mut o);
+            generate(&o).unwrap_err().to_string()
+        };
+        assert_eq!(
+            e(&|o| o.memory = 1 << 20),
+            "Minimum memory limit allowed is 6MB"
+        );
+        assert_eq!(
+            e(&|o| o.memory_swap = 100 << 20),
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        );
+        assert_eq!(
+            e(&|o| {
+                o.memory = 100 << 20;
+                o.memory_swap = 50 << 20
+            }),
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        );
+        assert_eq!(
+            e(&|o| {
+                o.nano_cpus = 1_000_000_000;
+                o.cpu_quota = 50000
+            }),
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
+        );
+        assert!(e(&|o| o.nano_cpus = 1_000_000_000_000).starts_with("Range of CPUs is from 0.01"));
+        assert_eq!(
+            e(&|o| o.ulimits = vec![("bogus".into(), 1, 1)]),
+            "invalid ulimit type: bogus"
+        );
+    }
+
+    #[test]
+    fn cap_add_drop() {
+        let c = |add: &[&str], drop: &[&str]| {
+            let add: Vec<String> = add.iter().map(|s| s.to_string()).collect();
+            let drop: Vec<String> = drop.iter().map(|s| s.to_string()).collect();
+            tweak_capabilities(&add, &drop, false)
+        };
+        let v = c(&["net_admin"], &["CAP_CHOWN"]).unwrap();
+        assert!(v.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!v.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(v.len(), 14);
+        assert_eq!(
+            c(&["CHOWN"], &["all"]).unwrap(),
+            vec!["CAP_CHOWN".to_string()]
+        );
+        let all = c(&["ALL"], &["NET_RAW"]).unwrap();
+        assert!(all.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!all.contains(&"CAP_NET_RAW".to_string()));
+        let err = c(&["FOO"], &[]).unwrap_err();
+        assert!(matches!(err, RuntimeError::InvalidArgument(_)));
+        assert_eq!(err.to_string(), "unknown capability: \"CAP_FOO\"");
+        assert!(c(&[], &["bar"]).is_err());
+        // Privileged: every cap this process holds, no seccomp, no masked paths, rw /sys.
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.privileged = true;
+        let s = generate(&o).unwrap();
+        let l = s.linux().as_ref().unwrap();
+        assert!(l.seccomp().is_none());
+        assert!(l.masked_paths().as_ref().unwrap().is_empty());
+        let sys = &s.mounts().as_ref().unwrap()[3];
+        assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let caps = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert!(caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+    }
+
+    #[test]
+    fn security_opts() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.security_opt = vec![
+            "no-new-privileges".into(),
+            "seccomp=unconfined".into(),
+            "label=disable".into(),
+        ];
+        let s = generate(&o).unwrap();
+        assert_eq!(
+            s.process().as_ref().unwrap().no_new_privileges(),
+            Some(true)
+        );
+        assert!(s.linux().as_ref().unwrap().seccomp().is_none());
+        o.security_opt = vec!["no-new-privileges:false".into()];
+        let s = generate(&o).unwrap();
+        assert_eq!(
+            s.process().as_ref().unwrap().no_new_privileges(),
+            Some(false)
+        );
+        o.security_opt = vec!["bogus=1".into()];
+        assert!(generate(&o).is_err());
+        // A profile file path.
+        let p = r.path().join("profile.json");
+        std::fs::write(&p, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+        o.security_opt = vec![format!("seccomp={}", p.display())];
+        let s = generate(&o).unwrap();
+        let sc = s.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert_eq!(
+            sc.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActAllow
+        );
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert_eq!(parse_memory("100k").unwrap(), 102400);
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1.5GB").unwrap(), 3 << 29);
+        assert_eq!(parse_memory("2MiB").unwrap(), 2 << 20);
+        assert!(parse_memory("12x").is_err());
+        assert!(parse_memory("").is_err());
+    }
+
+    #[test]
+    fn exec_inherits_and_overrides() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.env = vec!["A=1".into()];
+        o.cwd = "/srv".into();
+        o.security_opt = vec!["no-new-privileges".into()];
+        let s = generate(&o).unwrap();
+        let p = exec_process(
+            &s,
+            r.path(),
+            &ExecOptions {
+                args: vec!["ls".into()],
+                env: vec!["B=2".into(), "A=3".into()],
+                user: "nobody".into(),
+                tty: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.args().as_deref(), Some(&["ls".to_string()][..]));
+        assert_eq!(p.cwd(), Path::new("/srv"));
+        assert_eq!((p.user().uid(), p.user().gid()), (65534, 65534));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        let env = p.env().clone().unwrap();
+        assert!(env.contains(&"A=3".to_string()) && env.contains(&"B=2".to_string()));
+        assert!(env.contains(&"TERM=xterm".to_string()));
+        assert_eq!(p.terminal(), Some(true));
+        assert!(exec_process(&s, r.path(), &ExecOptions::default()).is_err());
+    }
+}
