@@ -1,0 +1,1229 @@
+//! The image store: metadata in SQLite (images, refs, layers), configs and uncompressed
+//! layer tars in the blob store, unpacked layers under `<root>/snapshots/<chain-id-hex>/`.
+
+use crate::changes::apply_changes;
+use crate::reference::{
+    parse_normalized_named, parse_reference, path_match, validate_tag, Reference,
+};
+use crate::unpack::unpack_layer;
+use berth_api::models;
+use berth_api::{Error, Result};
+use berth_store::{BlobStore, Db};
+use rusqlite::{params, OptionalExtension};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    diff_ids TEXT NOT NULL,
+    last_tag_time TEXT,
+    added_unix INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_refs (
+    ref TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS image_refs_by_image ON image_refs(image_id);
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    parent TEXT,
+    size INTEGER NOT NULL
+);
+"#;
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("image database: {e}"))
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal(e.to_string())
+}
+
+/// An image as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// "sha256:<hex>" of the config bytes.
+    pub id: String,
+    /// Familiar "repo:tag" strings, sorted.
+    pub repo_tags: Vec<String>,
+    /// Familiar "repo@sha256:..." strings, sorted.
+    pub repo_digests: Vec<String>,
+    /// RFC 3339 creation time from the config ("" if absent).
+    pub created: String,
+    pub created_unix: i64,
+    /// Sum of the unpacked layer sizes.
+    pub size: i64,
+    pub diff_ids: Vec<String>,
+    pub chain_ids: Vec<String>,
+    pub last_tag_time: Option<String>,
+}
+
+/// The subset of an image config (docker image JSON / OCI config) the store reads.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ConfigFile {
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default, rename = "os.version")]
+    pub os_version: Option<String>,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub config: Option<models::ImageConfig>,
+    #[serde(default)]
+    pub rootfs: Option<RootFs>,
+    #[serde(default)]
+    pub history: Option<Vec<History>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct History {
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub empty_layer: bool,
+}
+
+pub(crate) fn parse_config(bytes: &[u8]) -> Result<ConfigFile> {
+    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid image config: {e}")))
+}
+
+fn rfc3339_unix(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.timestamp())
+        .unwrap_or(0)
+}
+
+/// chain[0] = diff[0]; chain[i] = sha256(chain[i-1] + " " + diff[i]) (OCI ChainID).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(p) => berth_store::sha256_digest(format!("{p} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// How a name resolved: through a reference (tag or digest) or by id.
+pub(crate) struct Resolved {
+    pub image: Image,
+    pub via: Option<Reference>,
+}
+
+/// Images, tags and layers. Every mutation holds `lock` so that check-then-change
+/// sequences (rmi, prune, load) are atomic with respect to each other.
+pub struct ImageStore {
+    pub(crate) root: PathBuf,
+    pub(crate) db: Arc<Db>,
+    pub(crate) blobs: Arc<BlobStore>,
+    lock: Mutex<()>,
+}
+
+impl ImageStore {
+    /// Opens the store under the daemon root; creates tables and removes unpack leftovers.
+    pub fn open(root: &Path, db: Arc<Db>, blobs: Arc<BlobStore>) -> Result<Self> {
+        let snaps = root.join("snapshots");
+        fs::create_dir_all(&snaps)?;
+        fs::create_dir_all(root.join("tmp").join("image"))?;
+        // A crash mid-unpack leaves tmp-* directories; they were never published.
+        for e in fs::read_dir(&snaps)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with("tmp-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        if let Ok(rd) = fs::read_dir(root.join("tmp").join("image")) {
+            for e in rd.flatten() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        db.conn().execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            db,
+            blobs,
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn guard(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp").join("image")
+    }
+
+    pub(crate) fn snapshot_path(&self, chain_id: &str) -> Result<PathBuf> {
+        let hex = berth_store::digest_hex(chain_id).map_err(Error::from)?;
+        Ok(self.root.join("snapshots").join(hex))
+    }
+
+    // ---- reads -------------------------------------------------------------------
+
+    fn load_image(&self, id: &str) -> Result<Option<Image>> {
+        let conn = self.db.conn();
+        let row = conn
+            .query_row(
+                "SELECT id, created, created_unix, size, diff_ids, last_tag_time FROM images WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some((id, created, created_unix, size, diff_json, last_tag_time)) = row else {
+            return Ok(None);
+        };
+        let mut st = conn
+            .prepare("SELECT ref FROM image_refs WHERE image_id = ?1 ORDER BY ref")
+            .map_err(db_err)?;
+        let refs: Vec<String> = st
+            .query_map([&id], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        let diff_ids: Vec<String> = serde_json::from_str(&diff_json).map_err(internal)?;
+        let (mut tags, mut digests) = (Vec::new(), Vec::new());
+        for r in refs {
+            if let Ok(p) = parse_normalized_named(&r) {
+                if p.digest.is_some() {
+                    digests.push(p.familiar_string());
+                } else {
+                    tags.push(p.familiar_string());
+                }
+            }
+        }
+        Ok(Some(Image {
+            chain_ids: chain_ids(&diff_ids),
+            id,
+            repo_tags: tags,
+            repo_digests: digests,
+            created,
+            created_unix,
+            size,
+            diff_ids,
+            last_tag_time,
+        }))
+    }
+
+    fn all_ids(&self) -> Result<Vec<String>> {
+        let conn = self.db.conn();
+        let mut st = conn
+            .prepare("SELECT id FROM images ORDER BY created_unix DESC, id")
+            .map_err(db_err)?;
+        let ids = st
+            .query_map([], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        Ok(ids)
+    }
+
+    pub(crate) fn resolve_full(&self, name_or_id: &str) -> Result<Resolved> {
+        let not_found = |shown: String| Error::not_found(format!("No such image: {shown}"));
+        // A full id.
+        if let Some(hex) = name_or_id.strip_prefix("sha256:") {
+            if hex.len() == 64 {
+                return match self.load_image(name_or_id)? {
+                    Some(image) => Ok(Resolved { image, via: None }),
+                    None => Err(not_found(name_or_id.to_string())),
+                };
+            }
+            return self
+                .by_prefix(hex)
+                .ok_or_else(|| not_found(name_or_id.to_string()));
+        }
+        let is_hex = !name_or_id.is_empty()
+            && name_or_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if name_or_id.len() == 64 && is_hex {
+            let id = format!("sha256:{name_or_id}");
+            if let Some(image) = self.load_image(&id)? {
+                return Ok(Resolved { image, via: None });
+            }
+            return Err(not_found(name_or_id.to_string()));
+        }
+        let named = parse_reference(name_or_id)?;
+        let id: Option<String> = self
+            .db
+            .conn()
+            .query_row(
+                "SELECT image_id FROM image_refs WHERE ref = ?1",
+                [named.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some(id) = id {
+            if let Some(image) = self.load_image(&id)? {
+                return Ok(Resolved {
+                    image,
+                    via: Some(named),
+                });
+            }
+        }
+        // Docker looks an id prefix up after references.
+        if is_hex {
+            if let Some(r) = self.by_prefix(name_or_id) {
+                return Ok(r);
+            }
+        }
+        Err(not_found(named.familiar_string()))
+    }
+
+    fn by_prefix(&self, hex: &str) -> Option<Resolved> {
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let like = format!("sha256:{}%", hex.to_ascii_lowercase());
+        let ids: Vec<String> = {
+            let conn = self.db.conn();
+            let mut st = conn
+                .prepare("SELECT id FROM images WHERE id LIKE ?1 LIMIT 2")
+                .ok()?;
+            let rows = st.query_map([like], |r| r.get(0)).ok()?;
+            rows.flatten().collect()
+        };
+        // An ambiguous prefix names no image.
+        if ids.len() != 1 {
+            return None;
+        }
+        self.load_image(&ids[0])
+            .ok()
+            .flatten()
+            .map(|image| Resolved { image, via: None })
+    }
+
+    /// Resolves a name, a full id or a unique id prefix.
+    pub fn resolve(&self, name_or_id: &str) -> Result<Image> {
+        Ok(self.resolve_full(name_or_id)?.image)
+    }
+
+    pub(crate) fn config_bytes(&self, id: &str) -> Result<Vec<u8>> {
+        self.blobs.read(id).map_err(Error::from)
+    }
+
+    /// The image's container config section (Cmd, Env, ...); empty if the image has none.
+    pub fn config(&self, image_id: &str) -> Result<models::ImageConfig> {
+        let img = self.resolve(image_id)?;
+        Ok(parse_config(&self.config_bytes(&img.id)?)?
+            .config
+            .unwrap_or_default())
+    }
+
+    fn layer_sizes(&self, chains: &[String]) -> Result<Vec<i64>> {
+        let conn = self.db.conn();
+        let mut out = Vec::new();
+        for c in chains {
+            let s: Option<i64> = conn
+                .query_row("SELECT size FROM layers WHERE chain_id = ?1", [c], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            out.push(s.unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    pub fn inspect(&self, name_or_id: &str) -> Result<models::ImageInspect> {
+        let img = self.resolve(name_or_id)?;
+        let cfg = parse_config(&self.config_bytes(&img.id)?)?;
+        let snaps: Vec<String> = img
+            .chain_ids
+            .iter()
+            .rev()
+            .filter_map(|c| self.snapshot_path(c).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut data = HashMap::new();
+        if let Some((top, lower)) = snaps.split_first() {
+            data.insert("UpperDir".to_string(), top.clone());
+            if !lower.is_empty() {
+                data.insert("LowerDir".to_string(), lower.join(":"));
+            }
+        }
+        let parse_time = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|d| d.with_timezone(&chrono::Utc))
+        };
+        Ok(models::ImageInspect {
+            id: Some(img.id.clone()),
+            repo_tags: Some(img.repo_tags.clone()),
+            repo_digests: Some(img.repo_digests.clone()),
+            comment: Some(cfg.comment.clone().unwrap_or_default()),
+            created: parse_time(&img.created),
+            author: Some(cfg.author.clone().unwrap_or_default()),
+            config: Some(cfg.config.clone().unwrap_or_default()),
+            architecture: Some(cfg.architecture.clone().unwrap_or_default()),
+            variant: cfg.variant.clone(),
+            os: Some(cfg.os.clone().unwrap_or_default()),
+            os_version: cfg.os_version.clone(),
+            size: Some(img.size),
+            graph_driver: Some(models::DriverData {
+                name: "overlay2".into(),
+                data,
+            }),
+            root_fs: Some(models::ImageInspectRootFs {
+                typ: "layers".into(),
+                layers: Some(img.diff_ids.clone()),
+            }),
+            metadata: Some(models::ImageInspectMetadata {
+                // Docker reports the zero time for never-tagged images.
+                last_tag_time: img
+                    .last_tag_time
+                    .as_deref()
+                    .and_then(parse_time)
+                    .or_else(|| {
+                        chrono::DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z")
+                            .ok()
+                            .map(|d| d.with_timezone(&chrono::Utc))
+                    }),
+            }),
+            ..Default::default()
+        })
+    }
+
+    pub fn history(&self, name_or_id: &str) -> Result<Vec<models::ImageHistoryResponseItem>> {
+        let img = self.resolve(name_or_id)?;
+        let cfg = parse_config(&self.config_bytes(&img.id)?)?;
+        let sizes = self.layer_sizes(&img.chain_ids)?;
+        let mut out = Vec::new();
+        let mut layer = 0usize;
+        for h in cfg.history.unwrap_or_default() {
+            let mut size = 0;
+            if !h.empty_layer {
+                size = sizes.get(layer).copied().unwrap_or(0);
+                layer += 1;
+            }
+            out.push(models::ImageHistoryResponseItem {
+                id: "<missing>".into(),
+                created: h.created.as_deref().map(rfc3339_unix).unwrap_or(0),
+                created_by: h.created_by.unwrap_or_default(),
+                tags: Vec::new(),
+                size,
+                comment: h.comment.unwrap_or_default(),
+            });
+        }
+        out.reverse();
+        if let Some(first) = out.first_mut() {
+            first.id = img.id.clone();
+            first.tags = img.repo_tags.clone();
+        }
+        Ok(out)
+    }
+
+    fn labels_of(&self, id: &str) -> HashMap<String, String> {
+        self.config_bytes(id)
+            .ok()
+            .and_then(|b| parse_config(&b).ok())
+            .and_then(|c| c.config)
+            .and_then(|c| c.labels)
+            .unwrap_or_default()
+    }
+
+    pub fn list(
+        &self,
+        all: bool,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<models::ImageSummary>> {
+        // Every image here is top-level (no parent chains), so `all` changes nothing.
+        let _ = all;
+        for k in filters.keys() {
+            if !matches!(
+                k.as_str(),
+                "dangling" | "label" | "reference" | "before" | "since" | "until"
+            ) {
+                return Err(Error::invalid(format!("invalid filter '{k}'")));
+            }
+        }
+        let dangling = match filters.get("dangling").map(|v| v.as_slice()) {
+            None | Some([]) => None,
+            Some(vals) => Some(parse_bool_filter("dangling", vals)?),
+        };
+        let before = match filters.get("before").and_then(|v| v.first()) {
+            Some(r) => Some(self.resolve(r)?.created_unix),
+            None => None,
+        };
+        let since = match filters.get("since").and_then(|v| v.first()) {
+            Some(r) => Some(self.resolve(r)?.created_unix),
+            None => None,
+        };
+        let until = match filters.get("until").and_then(|v| v.first()) {
+            Some(s) => Some(parse_until(s)?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for id in self.all_ids()? {
+            let Some(img) = self.load_image(&id)? else {
+                continue;
+            };
+            let is_dangling = img.repo_tags.is_empty() && img.repo_digests.is_empty();
+            if let Some(d) = dangling {
+                if d != is_dangling {
+                    continue;
+                }
+            }
+            if before.is_some_and(|b| img.created_unix >= b)
+                || since.is_some_and(|s| img.created_unix <= s)
+            {
+                continue;
+            }
+            if until.is_some_and(|u| img.created_unix >= u) {
+                continue;
+            }
+            let labels = self.labels_of(&img.id);
+            if let Some(want) = filters.get("label") {
+                if !want.iter().all(|w| label_matches(&labels, w)) {
+                    continue;
+                }
+            }
+            let mut tags = img.repo_tags.clone();
+            if let Some(pats) = filters.get("reference").filter(|p| !p.is_empty()) {
+                tags.retain(|t| {
+                    let name = t.rsplit_once(':').map(|(n, _)| n).unwrap_or(t);
+                    pats.iter().any(|p| path_match(p, t) || path_match(p, name))
+                });
+                if tags.is_empty() {
+                    continue;
+                }
+            }
+            out.push(models::ImageSummary {
+                id: img.id.clone(),
+                parent_id: String::new(),
+                repo_tags: tags,
+                repo_digests: img.repo_digests.clone(),
+                created: img.created_unix,
+                size: img.size,
+                shared_size: -1,
+                labels,
+                containers: -1,
+                manifests: None,
+                descriptor: None,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- tags ----------------------------------------------------------------------
+
+    /// `docker tag SOURCE REPO[:TAG]`.
+    pub fn tag(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<()> {
+        let target = match tag {
+            Some(t) if !t.is_empty() => {
+                validate_tag(t)?;
+                let r = parse_normalized_named(repo)?;
+                if r.tag.is_some() || r.digest.is_some() {
+                    return Err(Error::invalid("invalid reference format"));
+                }
+                r.with_tag(t)
+            }
+            _ => parse_reference(repo)?,
+        };
+        if target.digest.is_some() {
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
+        }
+        let _g = self.guard();
+        let img = self.resolve(source)?;
+        let mut conn = self.db.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO image_refs (ref, image_id) VALUES (?1, ?2)
+             ON CONFLICT(ref) DO UPDATE SET image_id = excluded.image_id",
+            params![target.to_string(), img.id],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "UPDATE images SET last_tag_time = ?1 WHERE id = ?2",
+            params![now_rfc3339(), img.id],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(())
+    }
+
+    fn refs_of(&self, id: &str) -> Result<Vec<Reference>> {
+        let conn = self.db.conn();
+        let mut st = conn
+            .prepare("SELECT ref FROM image_refs WHERE image_id = ?1 ORDER BY ref")
+            .map_err(db_err)?;
+        let refs: Vec<String> = st
+            .query_map([id], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        Ok(refs
+            .iter()
+            .filter_map(|r| parse_normalized_named(r).ok())
+            .collect())
+    }
+
+    /// Every tag of repository `name` ("docker.io/library/busybox") with its image id.
+    pub(crate) fn repo_tags(&self, name: &str) -> Result<Vec<(Reference, String)>> {
+        let conn = self.db.conn();
+        let mut st = conn
+            .prepare("SELECT ref, image_id FROM image_refs ORDER BY ref")
+            .map_err(db_err)?;
+        let rows: Vec<(String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(r, id)| parse_normalized_named(&r).ok().map(|r| (r, id)))
+            .filter(|(r, _)| r.name() == name && r.tag.is_some() && r.digest.is_none())
+            .collect())
+    }
+
+    fn delete_ref(&self, r: &Reference) -> Result<()> {
+        self.db
+            .conn()
+            .execute("DELETE FROM image_refs WHERE ref = ?1", [r.to_string()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn untag_all(
+        &self,
+        id: &str,
+        records: &mut Vec<models::ImageDeleteResponseItem>,
+    ) -> Result<()> {
+        for r in self.refs_of(id)? {
+            self.delete_ref(&r)?;
+            records.push(untagged(&r));
+        }
+        Ok(())
+    }
+
+    // ---- deletion ------------------------------------------------------------------
+
+    /// Docker's rmi semantics (daemon/images/image_delete.go).
+    pub fn remove(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        noprune: bool,
+        in_use: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<models::ImageDeleteResponseItem>> {
+        // Images here have no parent chain, so there is nothing for prune to walk to.
+        let _ = noprune;
+        let _g = self.guard();
+        let Resolved { image, via } = self.resolve_full(name_or_id)?;
+        let id = image.id.clone();
+        let mut records = Vec::new();
+        let mut quiet = false;
+        let conflict = |msg: String| {
+            Error::conflict(format!(
+                "conflict: unable to delete {} (must be forced) - {msg}",
+                short_id(&id)
+            ))
+        };
+        if let Some(r) = via {
+            self.delete_ref(&r)?;
+            records.push(untagged(&r));
+            // Untagging the last tag of a repository drops that repository's digests too.
+            if r.digest.is_none() {
+                let refs = self.refs_of(&id)?;
+                let name = r.name();
+                if !refs.iter().any(|x| x.name() == name && x.digest.is_none()) {
+                    for d in refs
+                        .iter()
+                        .filter(|x| x.name() == name && x.digest.is_some())
+                    {
+                        self.delete_ref(d)?;
+                        records.push(untagged(d));
+                    }
+                }
+            }
+            if !self.refs_of(&id)?.is_empty() {
+                return Ok(records);
+            }
+            quiet = true;
+        } else {
+            let refs = self.refs_of(&id)?;
+            if is_single_reference(&refs) {
+                if let Some(c) = in_use(&id) {
+                    if !force {
+                        return Err(conflict(format!(
+                            "image is being used by stopped container {}",
+                            short_id(&c)
+                        )));
+                    }
+                }
+                for r in refs {
+                    self.delete_ref(&r)?;
+                    records.push(untagged(&r));
+                }
+            }
+        }
+        if !force && !self.refs_of(&id)?.is_empty() {
+            return Err(conflict(
+                "image is referenced in multiple repositories".into(),
+            ));
+        }
+        if let Some(c) = in_use(&id) {
+            // Untagged by name while a container uses it: the image stays, dangling.
+            if quiet {
+                return Ok(records);
+            }
+            if !force {
+                return Err(conflict(format!(
+                    "image is being used by stopped container {}",
+                    short_id(&c)
+                )));
+            }
+            // Forced: untag only; the container keeps its image.
+            self.untag_all(&id, &mut records)?;
+            return Ok(records);
+        }
+        self.untag_all(&id, &mut records)?;
+        self.delete_image(&image, &mut records)?;
+        Ok(records)
+    }
+
+    /// Deletes the image row, its config blob and every layer no other image uses.
+    /// Returns the bytes reclaimed. Caller holds the lock.
+    fn delete_image(
+        &self,
+        image: &Image,
+        records: &mut Vec<models::ImageDeleteResponseItem>,
+    ) -> Result<i64> {
+        {
+            let mut conn = self.db.conn();
+            let tx = conn.transaction().map_err(db_err)?;
+            tx.execute("DELETE FROM image_refs WHERE image_id = ?1", [&image.id])
+                .map_err(db_err)?;
+            tx.execute("DELETE FROM images WHERE id = ?1", [&image.id])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
+        records.push(models::ImageDeleteResponseItem {
+            untagged: None,
+            deleted: Some(image.id.clone()),
+        });
+        // Other images may share the config blob only if they are the same image.
+        let _ = self.blobs.delete(&image.id);
+        let used = self.used_layers()?;
+        let mut reclaimed = 0;
+        let sizes = self.layer_sizes(&image.chain_ids)?;
+        for (i, chain) in image.chain_ids.iter().enumerate().rev() {
+            if used.0.contains(chain) {
+                continue;
+            }
+            if let Ok(p) = self.snapshot_path(chain) {
+                if p.exists() {
+                    fs::remove_dir_all(&p)
+                        .map_err(|e| internal(format!("remove {}: {e}", p.display())))?;
+                }
+            }
+            self.db
+                .conn()
+                .execute("DELETE FROM layers WHERE chain_id = ?1", [chain])
+                .map_err(db_err)?;
+            if let Some(d) = image.diff_ids.get(i) {
+                if !used.1.contains(d) {
+                    let _ = self.blobs.delete(d);
+                }
+            }
+            reclaimed += sizes.get(i).copied().unwrap_or(0);
+            records.push(models::ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(chain.clone()),
+            });
+        }
+        Ok(reclaimed)
+    }
+
+    /// (chain ids, diff ids) used by any remaining image.
+    fn used_layers(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let conn = self.db.conn();
+        let mut st = conn
+            .prepare("SELECT diff_ids FROM images")
+            .map_err(db_err)?;
+        let rows: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        let (mut chains, mut diffs) = (HashSet::new(), HashSet::new());
+        for r in rows {
+            let d: Vec<String> = serde_json::from_str(&r).unwrap_or_default();
+            chains.extend(chain_ids(&d));
+            diffs.extend(d);
+        }
+        Ok((chains, diffs))
+    }
+
+    pub fn prune(
+        &self,
+        dangling_only: bool,
+        filters: &HashMap<String, Vec<String>>,
+        in_use: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<models::ImagePruneResponse> {
+        for k in filters.keys() {
+            if !matches!(k.as_str(), "dangling" | "label" | "label!" | "until") {
+                return Err(Error::invalid(format!("invalid filter '{k}'")));
+            }
+        }
+        let dangling_only = match filters.get("dangling").map(|v| v.as_slice()) {
+            None | Some([]) => dangling_only,
+            Some(vals) => parse_bool_filter("dangling", vals)?,
+        };
+        let until = match filters.get("until").and_then(|v| v.first()) {
+            Some(s) => Some(parse_until(s)?),
+            None => None,
+        };
+        let _g = self.guard();
+        let mut records = Vec::new();
+        let mut reclaimed = 0;
+        for id in self.all_ids()? {
+            let Some(img) = self.load_image(&id)? else {
+                continue;
+            };
+            let tagged = !img.repo_tags.is_empty() || !img.repo_digests.is_empty();
+            if (dangling_only && tagged) || in_use(&id).is_some() {
+                continue;
+            }
+            if until.is_some_and(|u| img.created_unix >= u) {
+                continue;
+            }
+            let labels = self.labels_of(&id);
+            if let Some(want) = filters.get("label") {
+                if !want.iter().all(|w| label_matches(&labels, w)) {
+                    continue;
+                }
+            }
+            if let Some(not) = filters.get("label!") {
+                if not.iter().any(|w| label_matches(&labels, w)) {
+                    continue;
+                }
+            }
+            self.untag_all(&id, &mut records)?;
+            reclaimed += self.delete_image(&img, &mut records)?;
+        }
+        Ok(models::ImagePruneResponse {
+            images_deleted: if records.is_empty() {
+                None
+            } else {
+                Some(records)
+            },
+            space_reclaimed: Some(reclaimed),
+        })
+    }
+
+    // ---- creation ------------------------------------------------------------------
+
+    /// Makes sure snapshots/<chain> exists, unpacking the layer blob into a temp dir and
+    /// renaming it into place when complete. Returns the layer's content size.
+    pub(crate) fn ensure_snapshot(
+        &self,
+        chain: &str,
+        parent: Option<&str>,
+        diff_id: &str,
+    ) -> Result<i64> {
+        let dest = self.snapshot_path(chain)?;
+        let known: Option<i64> = self
+            .db
+            .conn()
+            .query_row(
+                "SELECT size FROM layers WHERE chain_id = ?1",
+                [chain],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if dest.is_dir() {
+            if let Some(s) = known {
+                return Ok(s);
+            }
+        }
+        let tmp = self.root.join("snapshots").join(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir(&tmp)?;
+        let res = (|| -> Result<i64> {
+            let mut f = self.blobs.open_blob(diff_id).map_err(Error::from)?;
+            let size = unpack_layer(&mut f, &tmp)?;
+            if dest.exists() {
+                fs::remove_dir_all(&dest)?;
+            }
+            fs::rename(&tmp, &dest)?;
+            Ok(size)
+        })();
+        let size = match res {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
+                params![chain, diff_id, parent, size],
+            )
+            .map_err(db_err)?;
+        Ok(size)
+    }
+
+    /// Registers an image whose config blob and layer blobs are stored: unpacks missing
+    /// snapshots, then inserts the image and its tags in one transaction. Returns, for
+    /// each tag, the id of the image it was moved away from (if any). Caller holds the lock.
+    pub(crate) fn register(
+        &self,
+        config_bytes: &[u8],
+        tags: &[Reference],
+    ) -> Result<(String, Vec<Option<String>>)> {
+        let cfg = parse_config(config_bytes)?;
+        let diff_ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        for d in &diff_ids {
+            berth_store::digest_hex(d)
+                .map_err(|_| Error::invalid(format!("invalid diff id {d:?} in image config")))?;
+        }
+        let chains = chain_ids(&diff_ids);
+        let mut size = 0;
+        for (i, c) in chains.iter().enumerate() {
+            let parent = if i == 0 {
+                None
+            } else {
+                Some(chains[i - 1].as_str())
+            };
+            size += self.ensure_snapshot(c, parent, &diff_ids[i])?;
+        }
+        let id = self.blobs.put(config_bytes).map_err(Error::from)?;
+        let created = cfg.created.unwrap_or_default();
+        let mut conn = self.db.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO images (id, created, created_unix, size, diff_ids, last_tag_time, added_unix)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6) ON CONFLICT(id) DO NOTHING",
+            params![
+                id,
+                created,
+                rfc3339_unix(&created),
+                size,
+                serde_json::to_string(&diff_ids).map_err(internal)?,
+                chrono::Utc::now().timestamp()
+            ],
+        )
+        .map_err(db_err)?;
+        let mut moved = Vec::new();
+        for t in tags {
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT image_id FROM image_refs WHERE ref = ?1",
+                    [t.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            moved.push(old.filter(|o| *o != id));
+            tx.execute(
+                "INSERT INTO image_refs (ref, image_id) VALUES (?1, ?2)
+                 ON CONFLICT(ref) DO UPDATE SET image_id = excluded.image_id",
+                params![t.to_string(), id],
+            )
+            .map_err(db_err)?;
+        }
+        if !tags.is_empty() {
+            tx.execute(
+                "UPDATE images SET last_tag_time = ?1 WHERE id = ?2",
+                params![now_rfc3339(), id],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok((id, moved))
+    }
+
+    /// Streams a (possibly compressed) layer into the blob store as an uncompressed tar;
+    /// returns its diff id. `expected` is verified when given.
+    pub(crate) fn store_layer(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&str>,
+    ) -> Result<String> {
+        let mut r = crate::compress::decompress(reader)?;
+        let mut w = self.blobs.writer().map_err(Error::from)?;
+        std::io::copy(&mut r, &mut w).map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
+        w.flush()?;
+        w.commit(expected).map_err(|e| match e {
+            berth_store::StoreError::DigestMismatch { expected, actual } => Error::invalid(
+                format!("layer digest mismatch: expected {expected}, got {actual}"),
+            ),
+            e => e.into(),
+        })
+    }
+
+    /// `docker import`.
+    pub fn import(
+        &self,
+        reader: &mut dyn Read,
+        changes: &[String],
+        message: Option<&str>,
+        repo_tag: Option<&str>,
+    ) -> Result<String> {
+        let tag = match repo_tag.filter(|s| !s.is_empty()) {
+            Some(t) => {
+                let r = parse_reference(t)?;
+                if r.digest.is_some() {
+                    return Err(Error::invalid(
+                        "refusing to create a tag with a digest reference",
+                    ));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let mut cfg = models::ImageConfig::default();
+        apply_changes(&mut cfg, changes)?;
+        let diff_id = self.store_layer(reader, None)?;
+        let msg = message
+            .filter(|m| !m.is_empty())
+            .unwrap_or("Imported from -")
+            .to_string();
+        let created = now_rfc3339();
+        let config = serde_json::json!({
+            "architecture": go_arch(),
+            "comment": msg,
+            "config": container_config_json(&cfg)?,
+            "created": created,
+            "history": [{"created": created, "comment": msg}],
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        });
+        let bytes = serde_json::to_vec(&config).map_err(internal)?;
+        let _g = self.guard();
+        let tags: Vec<Reference> = tag.into_iter().collect();
+        match self.register(&bytes, &tags) {
+            Ok((id, _)) => Ok(id),
+            Err(e) => {
+                self.drop_unused_blob(&diff_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a layer blob no image references (after a failed import/load).
+    pub(crate) fn drop_unused_blob(&self, diff_id: &str) {
+        if let Ok((_, diffs)) = self.used_layers() {
+            if !diffs.contains(diff_id) {
+                let _ = self.blobs.delete(diff_id);
+            }
+        }
+    }
+
+    // ---- rootfs --------------------------------------------------------------------
+
+    /// Mounts the image's layers as an overlay at `<container_dir>/rootfs`.
+    pub fn mount_rootfs(&self, image_id: &str, container_dir: &Path) -> Result<PathBuf> {
+        let img = self.resolve(image_id)?;
+        let rootfs = container_dir.join("rootfs");
+        let upper = container_dir.join("upper");
+        let work = container_dir.join("work");
+        for d in [&rootfs, &upper, &work] {
+            fs::create_dir_all(d)?;
+        }
+        if crate::mount::is_mounted(&rootfs, container_dir)? {
+            return Ok(rootfs);
+        }
+        let mut lowers = Vec::new();
+        {
+            let _g = self.guard();
+            for (i, c) in img.chain_ids.iter().enumerate() {
+                let parent = if i == 0 {
+                    None
+                } else {
+                    Some(img.chain_ids[i - 1].as_str())
+                };
+                self.ensure_snapshot(c, parent, &img.diff_ids[i])?;
+                lowers.push(self.snapshot_path(c)?);
+            }
+        }
+        if lowers.is_empty() {
+            // overlayfs needs a lower layer; an image without layers gets an empty one.
+            let empty = self.root.join("snapshots").join("empty");
+            fs::create_dir_all(&empty)?;
+            lowers.push(empty);
+        }
+        lowers.reverse();
+        crate::mount::mount_overlay(&lowers, &upper, &work, &rootfs)?;
+        Ok(rootfs)
+    }
+
+    /// Lazily unmounts `<container_dir>/rootfs`; fine if it is not mounted.
+    pub fn unmount_rootfs(container_dir: &Path) -> Result<()> {
+        crate::mount::unmount(&container_dir.join("rootfs"))
+    }
+}
+
+fn untagged(r: &Reference) -> models::ImageDeleteResponseItem {
+    models::ImageDeleteResponseItem {
+        untagged: Some(r.familiar_string()),
+        deleted: None,
+    }
+}
+
+/// docker's isSingleReference: at most one tag, and every ref in the same repository.
+fn is_single_reference(refs: &[Reference]) -> bool {
+    if refs.len() <= 1 {
+        return refs.len() == 1;
+    }
+    let tags = refs.iter().filter(|r| r.digest.is_none()).count();
+    if tags > 1 {
+        return false;
+    }
+    let name = refs[0].name();
+    refs.iter().all(|r| r.name() == name)
+}
+
+fn label_matches(labels: &HashMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(want),
+    }
+}
+
+fn parse_bool_filter(name: &str, vals: &[String]) -> Result<bool> {
+    let mut out = None;
+    for v in vals {
+        let b = match v.to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(Error::invalid(format!("invalid filter '{name}={v}'"))),
+        };
+        out = Some(b);
+    }
+    Ok(out.unwrap_or(false))
+}
+
+/// `until=`: a unix timestamp, an RFC 3339 time or a Go duration before now.
+fn parse_until(s: &str) -> Result<i64> {
+    if let Ok(n) = s.split('.').next().unwrap_or(s).parse::<i64>() {
+        return Ok(n);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let secs = {
+        let mut total = 0i64;
+        let mut num = String::new();
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let n: i64 = num
+                .parse()
+                .map_err(|_| Error::invalid(format!("invalid until filter {s:?}")))?;
+            num.clear();
+            total += n * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => return Err(Error::invalid(format!("invalid until filter {s:?}"))),
+            };
+        }
+        if !num.is_empty() {
+            return Err(Error::invalid(format!("invalid until filter {s:?}")));
+        }
+        total
+    };
+    Ok(chrono::Utc::now().timestamp() - secs)
+}
+
+pub(crate) fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Docker's `container.Config` JSON shape (every non-omitempty field present).
+fn container_config_json(cfg: &models::ImageConfig) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(cfg).map_err(internal)?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| internal("config is not an object"))?;
+    let defaults = serde_json::json!({
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
+        "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
+        "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
+        "OnBuild": null, "Labels": null
+    });
+    if let Some(d) = defaults.as_object() {
+        for (k, val) in d {
+            obj.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+    }
+    Ok(v)
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{t:x}-{n}")
+}

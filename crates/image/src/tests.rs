@@ -1,0 +1,381 @@
+//! Store-level tests: import, tag/rmi, prune, overlay mounts, load/save.
+
+use crate::*;
+use berth_api::ErrorKind;
+use berth_store::{BlobStore, Db};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: ImageStore,
+}
+
+pub(crate) fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(&dir.path().join("state.db")).unwrap());
+    let blobs = Arc::new(BlobStore::open(dir.path()).unwrap());
+    let store = ImageStore::open(dir.path(), db, blobs).unwrap();
+    Env { dir, store }
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+fn add_dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    b.append_data(&mut h, path, &[][..]).unwrap();
+}
+
+fn add_symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    b.append_link(&mut h, path, target).unwrap();
+}
+
+/// A busybox rootfs tar from the host's /bin/busybox.
+pub(crate) fn busybox_tar() -> Vec<u8> {
+    let bb = std::fs::read("/bin/busybox").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    add_dir(&mut b, "bin");
+    add_file(&mut b, "bin/busybox", 0o755, &bb);
+    add_symlink(&mut b, "bin/sh", "busybox");
+    add_dir(&mut b, "etc");
+    add_file(
+        &mut b,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+    );
+    add_dir(&mut b, "tmp");
+    b.into_inner().unwrap()
+}
+
+fn small_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    add_file(&mut b, name, 0o644, data);
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn no_filters() -> HashMap<String, Vec<String>> {
+    HashMap::new()
+}
+
+fn unused(_: &str) -> Option<String> {
+    None
+}
+
+fn snapshot_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "empty")
+        .count()
+}
+
+#[test]
+fn import_busybox_with_changes() {
+    let e = env();
+    let changes = vec![
+        "CMD echo hello".to_string(),
+        "ENV PATH=/bin FOO=bar".to_string(),
+        "WORKDIR /tmp".to_string(),
+    ];
+    let data = gzip(&busybox_tar());
+    let id = e
+        .store
+        .import(
+            &mut &data[..],
+            &changes,
+            Some("my import"),
+            Some("busybox:latest"),
+        )
+        .unwrap();
+    assert!(id.starts_with("sha256:"));
+    let img = e.store.resolve("busybox").unwrap();
+    assert_eq!(img.id, id);
+    assert_eq!(img.repo_tags, ["busybox:latest"]);
+    assert_eq!(e.store.resolve(&id).unwrap().id, id);
+    assert_eq!(e.store.resolve(&id[7..12]).unwrap().id, id);
+    assert_eq!(img.diff_ids.len(), 1);
+    // The diff id is the sha256 of the uncompressed tar.
+    assert_eq!(img.diff_ids[0], berth_store::sha256_digest(&busybox_tar()));
+    let cfg = e.store.config(&id).unwrap();
+    assert_eq!(cfg.cmd.unwrap(), ["/bin/sh", "-c", "echo hello"]);
+    assert_eq!(cfg.env.unwrap(), ["PATH=/bin", "FOO=bar"]);
+    assert_eq!(cfg.working_dir.unwrap(), "/tmp");
+    let ins = e.store.inspect("busybox:latest").unwrap();
+    assert_eq!(ins.id.as_deref(), Some(id.as_str()));
+    assert_eq!(ins.comment.as_deref(), Some("my import"));
+    assert_eq!(ins.os.as_deref(), Some("linux"));
+    assert!(ins.size.unwrap() > 100_000);
+    let j = serde_json::to_value(&ins).unwrap();
+    assert_eq!(j["RootFS"]["Type"], "layers");
+    assert_eq!(j["Config"]["Cmd"][2], "echo hello");
+    let hist = e.store.history("busybox").unwrap();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].id, id);
+    assert_eq!(hist[0].comment, "my import");
+    assert_eq!(hist[0].tags, ["busybox:latest"]);
+    let list = e.store.list(false, &no_filters()).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].repo_tags, ["busybox:latest"]);
+    // The snapshot holds the unpacked rootfs.
+    let snap = e.dir.path().join("snapshots").join(&img.chain_ids[0][7..]);
+    assert!(snap.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(snap.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+
+    // zstd and plain inputs work too; identical content gives the same layer.
+    let z = zstd::encode_all(&busybox_tar()[..], 3).unwrap();
+    let id2 = e.store.import(&mut &z[..], &[], None, None).unwrap();
+    let img2 = e.store.resolve(&id2).unwrap();
+    assert_eq!(img2.diff_ids, img.diff_ids);
+    assert!(img2.repo_tags.is_empty());
+    assert_eq!(e.store.history(&id2).unwrap()[0].comment, "Imported from -");
+
+    let nf = e.store.resolve("nosuch").unwrap_err();
+    assert_eq!(nf.kind, ErrorKind::NotFound);
+    assert_eq!(nf.message, "No such image: nosuch:latest");
+    assert_eq!(
+        e.store
+            .import(&mut &b"\xfd7zXZ\0rest"[..], &[], None, None)
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotImplemented
+    );
+    assert!(e
+        .store
+        .import(&mut &busybox_tar()[..], &[], None, Some("Bad:tag"))
+        .is_err());
+}
+
+#[test]
+fn tag_and_rmi_semantics() {
+    let e = env();
+    let s = &e.store;
+    let id = s
+        .import(
+            &mut &small_tar("a", b"1")[..],
+            &[],
+            None,
+            Some("one:latest"),
+        )
+        .unwrap();
+    s.tag("one", "two", Some("v1")).unwrap();
+    s.tag(&id, "localhost:5000/three", None).unwrap();
+    // Sorted by full reference, as docker's reference store does.
+    assert_eq!(
+        s.resolve(&id).unwrap().repo_tags,
+        ["one:latest", "two:v1", "localhost:5000/three:latest"]
+    );
+    assert!(s.tag("one", "Two", None).is_err());
+    assert!(s.tag("one", "two", Some("-bad")).is_err());
+    assert_eq!(
+        s.tag("nosuch", "x", None).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+
+    // By id with several tags: conflict unless forced.
+    let err = s.remove(&id, false, false, &unused).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    assert_eq!(
+        err.message,
+        format!("conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories", &id[7..19])
+    );
+    // By name: untag only while other tags remain.
+    let r = s.remove("two:v1", false, false, &unused).unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].untagged.as_deref(), Some("two:v1"));
+
+    // Used by a container: untag by name leaves a dangling image; by id is a conflict.
+    let used = |_: &str| Some("0123456789abcdef0123".to_string());
+    s.remove("localhost:5000/three", false, false, &used)
+        .unwrap();
+    let r = s.remove("one", false, false, &used).unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(s.resolve(&id).unwrap().repo_tags.is_empty());
+    let err = s.remove(&id, false, false, &used).unwrap_err();
+    assert_eq!(
+        err.message,
+        format!("conflict: unable to delete {} (must be forced) - image is being used by stopped container 0123456789ab", &id[7..19])
+    );
+    // Forced while in use: untag only, the image stays.
+    s.tag(&id, "one", None).unwrap();
+    let r = s.remove(&id, true, false, &used).unwrap();
+    assert_eq!(
+        r,
+        vec![berth_api::models::ImageDeleteResponseItem {
+            untagged: Some("one:latest".into()),
+            deleted: None
+        }]
+    );
+    assert!(s.resolve(&id).is_ok());
+
+    // Unused: by id deletes image and layer.
+    s.tag(&id, "one", None).unwrap();
+    let r = s.remove(&id[7..], false, false, &unused).unwrap();
+    assert_eq!(r[0].untagged.as_deref(), Some("one:latest"));
+    assert_eq!(r[1].deleted.as_deref(), Some(id.as_str()));
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(s.resolve(&id).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(snapshot_count(e.dir.path()), 0);
+    assert!(s.list(true, &no_filters()).unwrap().is_empty());
+
+    // Forced removal of a multi-tagged image untags everything.
+    let id = s
+        .import(&mut &small_tar("b", b"2")[..], &[], None, Some("x:1"))
+        .unwrap();
+    s.tag(&id, "y", Some("2")).unwrap();
+    let r = s.remove(&id, true, false, &unused).unwrap();
+    assert_eq!(r.iter().filter(|x| x.untagged.is_some()).count(), 2);
+    assert!(s.resolve("x:1").is_err());
+}
+
+#[test]
+fn list_filters_and_prune() {
+    let e = env();
+    let s = &e.store;
+    let a = s
+        .import(
+            &mut &small_tar("a", b"1")[..],
+            &["LABEL k=v".into()],
+            None,
+            Some("alpha:1"),
+        )
+        .unwrap();
+    let b = s
+        .import(&mut &small_tar("b", b"2")[..], &[], None, Some("beta/x:2"))
+        .unwrap();
+    let c = s
+        .import(&mut &small_tar("c", b"3")[..], &[], None, None)
+        .unwrap();
+    let f = |k: &str, v: &str| HashMap::from([(k.to_string(), vec![v.to_string()])]);
+    let ids = |v: Vec<berth_api::models::ImageSummary>| {
+        let mut x: Vec<String> = v.into_iter().map(|i| i.id).collect();
+        x.sort();
+        x
+    };
+    assert_eq!(
+        ids(s.list(false, &f("dangling", "true")).unwrap()),
+        [c.as_str()]
+    );
+    assert_eq!(s.list(false, &f("dangling", "false")).unwrap().len(), 2);
+    assert_eq!(
+        ids(s.list(false, &f("label", "k=v")).unwrap()),
+        [a.as_str()]
+    );
+    assert_eq!(ids(s.list(false, &f("label", "k")).unwrap()), [a.as_str()]);
+    assert_eq!(
+        ids(s.list(false, &f("reference", "alp*")).unwrap()),
+        [a.as_str()]
+    );
+    assert_eq!(
+        ids(s.list(false, &f("reference", "beta/*:2")).unwrap()),
+        [b.as_str()]
+    );
+    assert_eq!(
+        s.list(false, &f("bogus", "1")).unwrap_err().message,
+        "invalid filter 'bogus'"
+    );
+
+    // Dangling prune removes only the untagged image.
+    let r = s.prune(true, &no_filters(), &unused).unwrap();
+    let del = r.images_deleted.unwrap();
+    assert!(del.iter().any(|d| d.deleted.as_deref() == Some(c.as_str())));
+    assert!(r.space_reclaimed.unwrap() > 0);
+    // Prune all skips images in use.
+    let used_b = |id: &str| (id == b).then(|| "c1".to_string());
+    let r = s.prune(false, &no_filters(), &used_b).unwrap();
+    let del = r.images_deleted.unwrap();
+    assert!(del.iter().any(|d| d.untagged.as_deref() == Some("alpha:1")));
+    assert!(del.iter().any(|d| d.deleted.as_deref() == Some(a.as_str())));
+    assert_eq!(ids(s.list(true, &no_filters()).unwrap()), [b.as_str()]);
+}
+
+/// Unmounts on drop so a failed assertion never leaves a mount behind.
+struct MountGuard<'a>(&'a Path);
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        let _ = ImageStore::unmount_rootfs(self.0);
+    }
+}
+
+#[test]
+fn overlay_mount_with_whiteouts() {
+    let e = env();
+    let s = &e.store;
+    // Layer 1: files and a populated dir; layer 2 deletes one file and makes the dir opaque.
+    let mut l1 = tar::Builder::new(Vec::new());
+    add_file(&mut l1, "keep", 0o644, b"keep");
+    add_file(&mut l1, "gone", 0o644, b"gone");
+    add_dir(&mut l1, "d");
+    add_file(&mut l1, "d/old", 0o644, b"old");
+    let l1 = l1.into_inner().unwrap();
+    let mut l2 = tar::Builder::new(Vec::new());
+    add_file(&mut l2, ".wh.gone", 0o644, b"");
+    add_dir(&mut l2, "d");
+    add_file(&mut l2, "d/.wh..wh..opq", 0o644, b"");
+    add_file(&mut l2, "d/new", 0o644, b"new");
+    let l2 = l2.into_inner().unwrap();
+    let d1 = s.store_layer(&mut &l1[..], None).unwrap();
+    let d2 = s.store_layer(&mut &gzip(&l2)[..], None).unwrap();
+    let cfg = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [d1, d2]},
+        "history": [{"created_by": "l1"}, {"created_by": "l2"}]
+    });
+    let id = {
+        let _g = s.guard();
+        s.register(&serde_json::to_vec(&cfg).unwrap(), &[])
+            .unwrap()
+            .0
+    };
+    assert_eq!(s.history(&id).unwrap()[0].created_by, "l2");
+    let cdir = e.dir.path().join("containers/c1");
+    std::fs::create_dir_all(&cdir).unwrap();
+    let _guard = MountGuard(&cdir);
+    let rootfs = s.mount_rootfs(&id, &cdir).unwrap();
+    // Idempotent.
+    assert_eq!(s.mount_rootfs(&id, &cdir).unwrap(), rootfs);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("keep")).unwrap(),
+        "keep"
+    );
+    assert!(!rootfs.join("gone").exists());
+    assert!(rootfs.join("d/new").exists());
+    assert!(!rootfs.join("d/old").exists());
+    std::fs::write(rootfs.join("written"), "x").unwrap();
+    assert!(cdir.join("upper/written").exists());
+    ImageStore::unmount_rootfs(&cdir).unwrap();
+    assert!(!rootfs.join("keep").exists());
+    ImageStore::unmount_rootfs(&cdir).unwrap();
+}
