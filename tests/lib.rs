@@ -1,1 +1,302 @@
-pub const X: u8 = 0;
+//! End-to-end test harness: each `Daemon` is a real berthd in its own temp root with its
+//! own socket, so tests run in parallel and leave nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace's target directory (binaries are built by `cargo build` before the tests).
+pub fn bin(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("..").join("target"));
+    let profile = std::env::var("BERTH_PROFILE").unwrap_or_else(|_| "debug".into());
+    let p = target.join(profile).join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A busybox rootfs tarball made from the host's busybox-static (offline).
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("berth-busybox-{}", std::process::id()));
+        let tar = dir.with_extension("tar");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mkbusybox.sh");
+        let st = Command::new("bash")
+            .arg(script)
+            .arg(&tar)
+            .status()
+            .expect("mkbusybox");
+        assert!(st.success(), "mkbusybox.sh failed");
+        tar
+    })
+}
+
+pub struct Daemon {
+    pub root: PathBuf,
+    pub exec_root: PathBuf,
+    pub sock: PathBuf,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        let base = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir_in("/tmp")
+            .expect("tempdir")
+            .keep();
+        let root = base.join("root");
+        let exec_root = base.join("run");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&exec_root).unwrap();
+        let sock = exec_root.join("berth.sock");
+        let log = base.join("berthd.log");
+        let mut d = Daemon {
+            root,
+            exec_root,
+            sock,
+            child: None,
+            log,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin("berthd"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
+                break;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("berthd exited early ({st}): {}", self.log_text());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not come up: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// Runs `berth ARGS` against this daemon.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_stdin(args, None)
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with_stdin(
+            Command::new(bin("berth"))
+                .env("BERTH_HOST", self.host())
+                .env_remove("DOCKER_HOST")
+                .args(args),
+            stdin,
+        )
+    }
+
+    /// Runs the stock docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_stdin(args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with_stdin(
+            Command::new("docker")
+                .env("DOCKER_HOST", self.host())
+                .env("DOCKER_CONFIG", self.root.join(".docker-cli"))
+                .env("DOCKER_BUILDKIT", "0")
+                .args(args),
+            stdin,
+        )
+    }
+
+    /// `berth ARGS`, asserting success; returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {:?} failed ({}): {}{}\n--- daemon log tail ---\n{}",
+            args,
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            tail(&self.log_text(), 40)
+        );
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// `docker ARGS`, asserting success; returns trimmed stdout.
+    pub fn dok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {:?} failed ({}): {}{}\n--- daemon log tail ---\n{}",
+            args,
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            tail(&self.log_text(), 40)
+        );
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// Imports the busybox test image as `busybox:latest`.
+    pub fn busybox(&self) {
+        let tar = std::fs::read(busybox_tar()).unwrap();
+        let o = self.berth_stdin(&["import", "-", "busybox:latest"], Some(&tar));
+        assert!(
+            o.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// Kills the daemon with SIGKILL (containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn term(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon not running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Polls `f` until it returns true (bounded; tests never assert on timing).
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Inspects a container field with a Go template.
+    pub fn field(&self, id: &str, tmpl: &str) -> String {
+        self.ok(&["inspect", "-f", tmpl, id])
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("spawn client");
+    if let Some(data) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Remove every container through the API while the daemon is up (kills shims,
+        // unmounts rootfs, deletes cgroups).
+        if self.child.is_none() {
+            self.spawn();
+        }
+        let ids = self.berth(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.berth(&["rm", "-f", id]);
+        }
+        let _ = self.term_quiet();
+        // Belt and braces: kill leftover shims and unmount anything under the root.
+        if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
+            for e in rd.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("shim.pid")) {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                let _ =
+                    nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        if std::env::var_os("BERTH_KEEP_TEST_ROOT").is_none() {
+            if let Some(base) = self.root.parent() {
+                let _ = std::fs::remove_dir_all(base);
+            }
+        }
+    }
+}
+
+impl Daemon {
+    fn term_quiet(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().ok()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}

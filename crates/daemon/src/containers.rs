@@ -1,0 +1,1128 @@
+//! Containers: the record kept in the database, and the lifecycle (create, start, stop,
+//! kill, pause, remove) built on the image store and the shim.
+
+use crate::state::State;
+use crate::util;
+use berth_api::models::{self, ContainerConfig, ContainerCreateBody, HostConfig};
+use berth_api::Error;
+use berth_runtime::client::{self as shim, AttachOptions, ExitStatus, ShimClient, ShimConfig};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// What the database keeps of a container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// Without the leading "/".
+    pub name: String,
+    pub created: DateTime<Utc>,
+    pub image_id: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub state: CState,
+    #[serde(default)]
+    pub restart_count: i64,
+    #[serde(default)]
+    pub has_started: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CState {
+    pub status: String,
+    pub running: bool,
+    pub paused: bool,
+    pub restarting: bool,
+    pub oom_killed: bool,
+    pub dead: bool,
+    pub pid: i64,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Counters watchers use to wait for exits and removal.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    pub exits: u64,
+    pub last_exit: i64,
+    pub removed: bool,
+}
+
+pub struct PendingAttach {
+    pub opts: AttachOptions,
+    pub tx: oneshot::Sender<tokio::net::UnixStream>,
+}
+
+/// A live container: its record (short read/write lock, never held across I/O), an
+/// operation lock that serialises lifecycle changes, and its event channel.
+pub struct Ctr {
+    pub id: String,
+    rec: RwLock<Record>,
+    pub op: tokio::sync::Mutex<()>,
+    pub events: watch::Sender<Events>,
+    pub pending: std::sync::Mutex<Vec<PendingAttach>>,
+}
+
+impl Ctr {
+    pub fn new(rec: Record) -> Self {
+        let ev = Events {
+            last_exit: rec.state.exit_code,
+            ..Default::default()
+        };
+        Ctr {
+            id: rec.id.clone(),
+            rec: RwLock::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            events: watch::channel(ev).0,
+            pending: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    pub fn rec(&self) -> Record {
+        self.rec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn update<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
+        let mut g = self.rec.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+pub fn log_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-json.log"))
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.len() >= 2
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Docker's "explicitly empty" entrypoint: `--entrypoint ""` arrives as `[""]` or `[]`.
+fn is_empty_cmd(v: &[String]) -> bool {
+    v.is_empty() || (v.len() == 1 && v[0].is_empty())
+}
+
+fn merge_env(image: &[String], user: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = image.to_vec();
+    for kv in user {
+        let key = kv.split('=').next().unwrap_or("");
+        if let Some(pos) = out.iter().position(|e| e.split('=').next() == Some(key)) {
+            out[pos] = kv.clone();
+        } else {
+            out.push(kv.clone());
+        }
+    }
+    out
+}
+
+fn ncpu() -> i64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1)
+}
+
+/// Docker's create-time validation of HostConfig.
+fn validate_host_config(hc: &HostConfig) -> Result<(), Error> {
+    let mem = hc.memory.unwrap_or(0);
+    if mem != 0 && mem < 6 * 1024 * 1024 {
+        return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if let Some(swap) = hc.memory_swap {
+        if swap > 0 && mem > 0 && swap < mem {
+            return Err(Error::invalid(
+                "Minimum memoryswap limit should be larger than memory limit, see usage",
+            ));
+        }
+        if swap > 0 && mem == 0 {
+            return Err(Error::invalid(
+                "You should always set the Memory limit when using Memoryswap limit, see usage",
+            ));
+        }
+    }
+    let nano = hc.nano_cpus.unwrap_or(0);
+    if nano != 0 {
+        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
+            return Err(Error::invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        let n = ncpu();
+        if nano < 0 || nano > n * 1_000_000_000 {
+            return Err(Error::invalid(format!(
+                "Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            )));
+        }
+    }
+    if hc.cpu_shares.unwrap_or(0) < 0 {
+        return Err(Error::invalid("invalid CPU shares: must be non-negative"));
+    }
+    if let Some(rp) = &hc.restart_policy {
+        use models::RestartPolicyNameEnum as R;
+        let name = rp.name.unwrap_or(R::EMPTY);
+        if hc.auto_remove.unwrap_or(false) && !matches!(name, R::EMPTY | R::NO) {
+            return Err(Error::invalid(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
+        }
+        if rp.maximum_retry_count.unwrap_or(0) != 0 && name != R::ON_FAILURE {
+            return Err(Error::invalid(format!(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            )));
+        }
+    }
+    match hc.network_mode.as_deref().unwrap_or("") {
+        "" | "default" | "bridge" | "none" | "host" => {}
+        m if m.starts_with("container:") => {
+            return Err(Error::not_implemented(
+                "network mode container:<name> is not supported yet",
+            ))
+        }
+        m => return Err(Error::not_found(format!("network {m} not found"))),
+    }
+    Ok(())
+}
+
+impl State {
+    /// POST /containers/create
+    pub async fn create_container(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<String, Error> {
+        if let Some(n) = &name {
+            let n2 = n.strip_prefix('/').unwrap_or(n);
+            if !valid_name(n2) {
+                return Err(Error::invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
+        let image_ref = body.image.clone().unwrap_or_default();
+        if image_ref.is_empty() {
+            return Err(Error::invalid(
+                "config cannot be empty in order to create a container",
+            ));
+        }
+        let images = self.images.clone();
+        let r = image_ref.clone();
+        let (image, icfg) = tokio::task::spawn_blocking(move || {
+            let img = images.resolve(&r)?;
+            let cfg = images.config(&img.id)?;
+            Ok::<_, Error>((img, cfg))
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+
+        let mut hc = body.host_config.clone().unwrap_or_default();
+        validate_host_config(&hc)?;
+        if matches!(
+            hc.network_mode.as_deref(),
+            None | Some("") | Some("default")
+        ) {
+            hc.network_mode = Some("bridge".into());
+        }
+        if hc.log_config.is_none() {
+            hc.log_config = Some(models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::new()),
+            });
+        }
+        if hc.restart_policy.is_none() {
+            hc.restart_policy = Some(models::RestartPolicy {
+                name: Some(models::RestartPolicyNameEnum::NO),
+                maximum_retry_count: Some(0),
+            });
+        }
+
+        // Merge the image's config under the user's, as docker's daemon does.
+        let user_ep = body.entrypoint.clone();
+        let user_cmd = body.cmd.clone().unwrap_or_default();
+        let mut entrypoint: Vec<String> = match &user_ep {
+            Some(ep) if is_empty_cmd(ep) => vec![],
+            Some(ep) => ep.clone(),
+            None => icfg.entrypoint.clone().unwrap_or_default(),
+        };
+        let cmd: Vec<String> = if !user_cmd.is_empty() {
+            user_cmd
+        } else if user_ep.as_ref().map(|e| !is_empty_cmd(e)).unwrap_or(false) {
+            // A new entrypoint resets the image's CMD (docker quirk kept).
+            vec![]
+        } else {
+            icfg.cmd.clone().unwrap_or_default()
+        };
+        let mut argv = entrypoint.clone();
+        argv.extend(cmd.iter().cloned());
+        if argv.is_empty() {
+            return Err(Error::invalid("no command specified"));
+        }
+        let path = argv.remove(0);
+
+        let id = util::new_id();
+        let env = merge_env(
+            icfg.env.as_deref().unwrap_or(&[]),
+            body.env.as_deref().unwrap_or(&[]),
+        );
+        let mut labels = icfg.labels.clone().unwrap_or_default();
+        labels.extend(body.labels.clone().unwrap_or_default());
+        let mut exposed = icfg.exposed_ports.clone().unwrap_or_default();
+        exposed.extend(body.exposed_ports.clone().unwrap_or_default());
+        let mut volumes = icfg.volumes.clone().unwrap_or_default();
+        volumes.extend(body.volumes.clone().unwrap_or_default());
+        let hostname = match body.hostname.as_deref() {
+            Some(h) if !h.is_empty() => h.to_string(),
+            _ if hc.network_mode.as_deref() == Some("host") => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+            _ => id[..12].to_string(),
+        };
+        if user_ep.is_some() && entrypoint.is_empty() {
+            entrypoint = vec![];
+        }
+        let config = ContainerConfig {
+            hostname: Some(hostname),
+            domainname: Some(body.domainname.clone().unwrap_or_default()),
+            user: Some(
+                body.user
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .or(icfg.user.clone())
+                    .unwrap_or_default(),
+            ),
+            attach_stdin: Some(body.attach_stdin.unwrap_or(false)),
+            attach_stdout: Some(body.attach_stdout.unwrap_or(false)),
+            attach_stderr: Some(body.attach_stderr.unwrap_or(false)),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            tty: Some(body.tty.unwrap_or(false)),
+            open_stdin: Some(body.open_stdin.unwrap_or(false)),
+            stdin_once: Some(body.stdin_once.unwrap_or(false)),
+            env: Some(env),
+            cmd: (!cmd.is_empty()).then_some(cmd),
+            healthcheck: body.healthcheck.clone().or(icfg.healthcheck.clone()),
+            args_escaped: None,
+            image: Some(image_ref.clone()),
+            volumes: (!volumes.is_empty()).then_some(volumes),
+            working_dir: Some(
+                body.working_dir
+                    .clone()
+                    .filter(|w| !w.is_empty())
+                    .or(icfg.working_dir.clone())
+                    .unwrap_or_default(),
+            ),
+            entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
+            network_disabled: body.network_disabled,
+            on_build: icfg.on_build.clone(),
+            labels: Some(labels),
+            stop_signal: body.stop_signal.clone().or(icfg.stop_signal.clone()),
+            stop_timeout: body.stop_timeout,
+            shell: body.shell.clone().or(icfg.shell.clone()),
+            ..Default::default()
+        };
+        if let Some(w) = config.working_dir.as_deref() {
+            if !w.is_empty() && !w.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
+            }
+        }
+
+        let rec_base = |name: String| Record {
+            id: id.clone(),
+            name,
+            created: Utc::now(),
+            image_id: image.id.clone(),
+            path: path.clone(),
+            args: argv.clone(),
+            config: config.clone(),
+            host_config: hc.clone(),
+            state: CState {
+                status: "created".into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            has_started: false,
+        };
+
+        let dir = self.container_dir(&id);
+        std::fs::create_dir_all(&dir)?;
+        // Claim the name and insert under one lock.
+        let ctr = {
+            let mut t = self.table_write();
+            let name = match &name {
+                Some(n) => {
+                    let n = n.strip_prefix('/').unwrap_or(n).to_string();
+                    if let Some(other) = t.by_name.get(&n) {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        return Err(Error::conflict(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n
+                }
+                None => {
+                    let mut i = 0;
+                    loop {
+                        let n = util::random_name(i);
+                        if !t.by_name.contains_key(&n) {
+                            break n;
+                        }
+                        i += 1;
+                    }
+                }
+            };
+            let rec = rec_base(name.clone());
+            if let Err(e) = self.persist(&rec) {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            t.by_name.insert(name, id.clone());
+            let c = Arc::new(Ctr::new(rec));
+            t.by_id.insert(id.clone(), c.clone());
+            c
+        };
+        drop(ctr);
+        Ok(id)
+    }
+
+    /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container and returns
+    /// the bind mounts for them.
+    fn etc_files(&self, rec: &Record, dir: &Path) -> Result<Vec<oci_spec::runtime::Mount>, Error> {
+        let hostname = rec.config.hostname.clone().unwrap_or_default();
+        let host_net = rec.host_config.network_mode.as_deref() == Some("host");
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+            )
+        };
+        std::fs::write(dir.join("hosts"), hosts)?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = if host_net {
+            host_resolv
+        } else {
+            // Loopback resolvers are unreachable from a private network namespace (docker
+            // filters them the same way).
+            host_resolv
+                .lines()
+                .filter(|l| {
+                    let t = l.trim();
+                    !(t.starts_with("nameserver") && (t.contains(" 127.") || t.contains(" ::1")))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        let ro = rec.host_config.readonly_rootfs.unwrap_or(false);
+        let mut mounts = Vec::new();
+        for (f, dest) in [
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("hostname", "/etc/hostname"),
+            ("hosts", "/etc/hosts"),
+        ] {
+            let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+            if ro {
+                opts.push("ro".into());
+            }
+            let m = oci_spec::runtime::MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(dir.join(f))
+                .options(opts)
+                .build()
+                .map_err(|e| Error::internal(e.to_string()))?;
+            mounts.push(m);
+        }
+        Ok(mounts)
+    }
+
+    fn log_opts(&self, rec: &Record) -> (Option<u64>, u32) {
+        let mut opts = self.cfg.log_opts.clone();
+        if let Some(lc) = &rec.host_config.log_config {
+            if let Some(c) = &lc.config {
+                opts.extend(c.clone());
+            }
+        }
+        // Rotated by default (like docker's `local` driver: 20 MiB × 5 files).
+        let size = opts
+            .get("max-size")
+            .map(|s| {
+                berth_runtime::spec::parse_memory(s)
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .map(|v| v as u64)
+            })
+            .unwrap_or(Some(20 << 20));
+        let files = opts
+            .get("max-file")
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(5)
+            .max(1);
+        (size, files)
+    }
+
+    /// POST /containers/{id}/start
+    pub async fn start_container(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<(), Error> {
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        if rec.state.running {
+            return Err(Error::not_modified("container already started"));
+        }
+        if rec.state.status == "removing" || rec.state.dead {
+            return Err(Error::conflict(format!(
+                "container {} is marked for removal and cannot be started",
+                rec.id
+            )));
+        }
+        let dir = self.container_dir(&rec.id);
+        match self.start_inner(c, &rec, &dir).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Docker records the failure on the container: exit code 127 for a missing
+                // executable, 126 when it cannot be run, else 128.
+                let msg = e.message.clone();
+                let code = if msg.contains("executable file not found")
+                    || msg.contains("no such file or directory")
+                    || msg.contains("No such file or directory")
+                {
+                    127
+                } else if msg.contains("permission denied") || msg.contains("Permission denied") {
+                    126
+                } else {
+                    128
+                };
+                c.update(|r| {
+                    r.state.status = if r.has_started {
+                        "exited".into()
+                    } else {
+                        "created".into()
+                    };
+                    r.state.exit_code = code;
+                    r.state.error = msg.clone();
+                    r.state.running = false;
+                    r.state.pid = 0;
+                });
+                let _ = self.persist(&c.rec());
+                // Wake pending attaches (they get EOF).
+                c.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                let d = dir.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    berth_image::ImageStore::unmount_rootfs(&d)
+                })
+                .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_inner(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        rec: &Record,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let images = self.images.clone();
+        let image_id = rec.image_id.clone();
+        let d = dir.to_path_buf();
+        let rootfs = tokio::task::spawn_blocking(move || images.mount_rootfs(&image_id, &d))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+        let mounts = self.etc_files(rec, dir)?;
+        let hc = &rec.host_config;
+        let cfg = &rec.config;
+        let mut args = vec![rec.path.clone()];
+        args.extend(rec.args.iter().cloned());
+        let mut env = cfg.env.clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.insert(
+                0,
+                format!("HOSTNAME={}", cfg.hostname.clone().unwrap_or_default()),
+            );
+        }
+        let opts = berth_runtime::spec::SpecOptions {
+            args,
+            env,
+            cwd: cfg.working_dir.clone().unwrap_or_default(),
+            user: cfg.user.clone().unwrap_or_default(),
+            group_add: hc.group_add.clone().unwrap_or_default(),
+            hostname: cfg.hostname.clone().unwrap_or_default(),
+            domainname: cfg.domainname.clone().unwrap_or_default(),
+            tty: cfg.tty.unwrap_or(false),
+            rootfs: rootfs.clone(),
+            readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
+            privileged: hc.privileged.unwrap_or(false),
+            cap_add: hc.cap_add.clone().unwrap_or_default(),
+            cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+            security_opt: hc.security_opt.clone().unwrap_or_default(),
+            memory: hc.memory.unwrap_or(0),
+            memory_swap: hc.memory_swap.unwrap_or(0),
+            memory_reservation: hc.memory_reservation.unwrap_or(0),
+            nano_cpus: hc.nano_cpus.unwrap_or(0),
+            cpu_shares: hc.cpu_shares.unwrap_or(0),
+            cpu_quota: hc.cpu_quota.unwrap_or(0),
+            cpu_period: hc.cpu_period.unwrap_or(0),
+            cpuset_cpus: hc.cpuset_cpus.clone().unwrap_or_default(),
+            pids_limit: hc.pids_limit,
+            oom_kill_disable: hc.oom_kill_disable.unwrap_or(false),
+            network_mode: hc.network_mode.clone().unwrap_or_default(),
+            ipc_mode: hc.ipc_mode.clone().unwrap_or_default(),
+            pid_mode: hc.pid_mode.clone().unwrap_or_default(),
+            uts_mode: hc.uts_mode.clone().unwrap_or_default(),
+            cgroups_path: format!("/berth/{}", rec.id),
+            mounts,
+            sysctls: hc.sysctls.clone().unwrap_or_default(),
+            shm_size: hc.shm_size.unwrap_or(0),
+            ulimits: hc
+                .ulimits
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|u| Some((u.name?, u.soft? as u64, u.hard? as u64)))
+                .collect(),
+            ..Default::default()
+        };
+        let spec_path = dir.join("config.json");
+        let spec = tokio::task::spawn_blocking(move || {
+            let spec = berth_runtime::spec::generate(&opts)?;
+            spec.save(&spec_path)
+                .map_err(|e| Error::internal(format!("writing config.json: {e}")))?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()));
+        spec??;
+
+        let (log_max_size, log_max_files) = self.log_opts(rec);
+        let sc = ShimConfig {
+            id: rec.id.clone(),
+            bundle: dir.to_path_buf(),
+            dir: dir.to_path_buf(),
+            state_root: self.runtime_root.clone(),
+            log_path: log_path(dir, &rec.id),
+            log_max_size,
+            log_max_files,
+            tty: cfg.tty.unwrap_or(false),
+            open_stdin: cfg.open_stdin.unwrap_or(false),
+            stdin_once: cfg.stdin_once.unwrap_or(false),
+            shim_binary: self.shim_binary.clone(),
+        };
+        let client = shim::spawn(&sc)
+            .await
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        // Attach everyone who asked before start, so they see output from the first byte.
+        let pending: Vec<PendingAttach> =
+            std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in pending {
+            match client.attach(p.opts).await {
+                Ok(s) => {
+                    let _ = p.tx.send(s);
+                }
+                Err(e) => tracing::warn!(id = %rec.id, "attach before start failed: {e}"),
+            }
+        }
+        let pid = match client.start().await {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = client.kill(libc::SIGKILL).await;
+                return Err(Error::invalid(e.to_string()));
+            }
+        };
+        let rec = c.update(|r| {
+            r.state = CState {
+                status: "running".into(),
+                running: true,
+                pid: pid as i64,
+                started_at: Some(Utc::now()),
+                finished_at: r.state.finished_at,
+                ..Default::default()
+            };
+            r.has_started = true;
+            r.clone()
+        });
+        self.persist(&rec)?;
+        let me = self.clone();
+        let c2 = c.clone();
+        tokio::spawn(async move { me.monitor(c2, client).await });
+        Ok(())
+    }
+
+    /// Waits for the container's exit through its shim and records it.
+    pub async fn monitor(self: Arc<Self>, c: Arc<Ctr>, client: ShimClient) {
+        let dir = self.container_dir(&c.id);
+        let st = match client.wait().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(id = %c.id, "lost the shim: {e}");
+                shim::read_exit_status(&dir).unwrap_or(ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                })
+            }
+        };
+        self.on_exit(&c, st).await;
+    }
+
+    async fn on_exit(self: &Arc<Self>, c: &Arc<Ctr>, st: ExitStatus) {
+        let finished = DateTime::parse_from_rfc3339(&st.finished_at)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_else(|_| Utc::now());
+        let rec = c.update(|r| {
+            r.state.running = false;
+            r.state.paused = false;
+            r.state.pid = 0;
+            r.state.exit_code = st.exit_code as i64;
+            r.state.oom_killed = st.oom_killed;
+            r.state.finished_at = Some(finished);
+            r.state.status = "exited".into();
+            r.clone()
+        });
+        if let Err(e) = self.persist(&rec) {
+            tracing::error!(id = %c.id, "persisting exit: {}", e.message);
+        }
+        let d = self.container_dir(&c.id);
+        let _ =
+            tokio::task::spawn_blocking(move || berth_image::ImageStore::unmount_rootfs(&d)).await;
+        c.events.send_modify(|e| {
+            e.exits += 1;
+            e.last_exit = st.exit_code as i64;
+        });
+        if rec.host_config.auto_remove.unwrap_or(false) {
+            let me = self.clone();
+            let c2 = c.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.remove_container(&c2, true).await {
+                    tracing::warn!(id = %c2.id, "auto-remove: {}", e.message);
+                }
+            });
+        }
+    }
+
+    /// After a daemon restart: reconnect to a container's shim, or record its exit.
+    pub async fn reattach(self: Arc<Self>, c: Arc<Ctr>) {
+        let dir = self.container_dir(&c.id);
+        let client = ShimClient::new(&dir);
+        let alive = tokio::time::timeout(Duration::from_secs(5), client.state()).await;
+        match alive {
+            Ok(Ok(st)) if st.status == "running" || st.status == "paused" => {
+                c.update(|r| {
+                    r.state.pid = st.pid as i64;
+                    r.state.paused = st.status == "paused";
+                    r.state.status = st.status.clone();
+                });
+                tracing::info!(id = %c.id, "reattached to running container");
+                tokio::spawn(async move { self.monitor(c, client).await });
+            }
+            Ok(Ok(st)) if st.exit.is_some() => {
+                if let Some(e) = st.exit {
+                    self.on_exit(&c, e).await;
+                }
+            }
+            _ => {
+                let st = shim::read_exit_status(&dir).unwrap_or(ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    finished_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                });
+                self.on_exit(&c, st).await;
+            }
+        }
+    }
+
+    /// Waits until the container's exit counter passes `seen`.
+    pub async fn wait_exit_after(c: &Ctr, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = c.events.subscribe();
+        let fut = async {
+            loop {
+                if rx.borrow_and_update().exits > seen {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or(false),
+            None => fut.await,
+        }
+    }
+
+    /// POST /containers/{id}/stop (also used by restart and rm -f).
+    pub async fn stop_container(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        timeout: Option<i64>,
+        signal: Option<i32>,
+    ) -> Result<(), Error> {
+        let _op = c.op.lock().await;
+        self.stop_locked(c, timeout, signal).await
+    }
+
+    async fn stop_locked(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        timeout: Option<i64>,
+        signal: Option<i32>,
+    ) -> Result<(), Error> {
+        let rec = c.rec();
+        if !rec.state.running {
+            return Err(Error::not_modified("container already stopped"));
+        }
+        let seen = c.events.borrow().exits;
+        let client = ShimClient::new(&self.container_dir(&c.id));
+        let sig = signal
+            .or_else(|| {
+                rec.config
+                    .stop_signal
+                    .as_deref()
+                    .and_then(util::parse_signal)
+            })
+            .unwrap_or(libc::SIGTERM);
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        if sig != libc::SIGKILL {
+            let _ = client.kill(sig).await;
+            if rec.state.paused {
+                let _ = client.resume().await;
+            }
+            let t = (secs >= 0).then(|| Duration::from_secs(secs as u64));
+            if Self::wait_exit_after(c, seen, t).await {
+                return Ok(());
+            }
+        }
+        let _ = client.kill(libc::SIGKILL).await;
+        if rec.state.paused {
+            let _ = client.resume().await;
+        }
+        if !Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await {
+            return Err(Error::internal(format!(
+                "tried to kill container, but did not receive an exit event"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn restart_container(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        timeout: Option<i64>,
+        signal: Option<i32>,
+    ) -> Result<(), Error> {
+        {
+            let _op = c.op.lock().await;
+            match self.stop_locked(c, timeout, signal).await {
+                Ok(()) => {}
+                Err(e) if e.kind == berth_api::ErrorKind::NotModified => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.start_container(c).await {
+            Err(e) if e.kind == berth_api::ErrorKind::NotModified => Ok(()),
+            r => r,
+        }
+    }
+
+    pub async fn kill_container(&self, c: &Arc<Ctr>, sig: i32) -> Result<(), Error> {
+        let rec = c.rec();
+        if !rec.state.running {
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let client = ShimClient::new(&self.container_dir(&c.id));
+        client.kill(sig).await.map_err(Error::from)?;
+        if sig == libc::SIGKILL && rec.state.paused {
+            let _ = client.resume().await;
+        }
+        Ok(())
+    }
+
+    pub async fn pause_container(&self, c: &Arc<Ctr>, pause: bool) -> Result<(), Error> {
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        if !rec.state.running {
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if pause && rec.state.paused {
+            return Err(Error::conflict(format!(
+                "Container {} is already paused",
+                c.id
+            )));
+        }
+        if !pause && !rec.state.paused {
+            return Err(Error::conflict(format!("Container {} is not paused", c.id)));
+        }
+        let client = ShimClient::new(&self.container_dir(&c.id));
+        if pause {
+            client.pause().await.map_err(Error::from)?;
+        } else {
+            client.resume().await.map_err(Error::from)?;
+        }
+        let rec = c.update(|r| {
+            r.state.paused = pause;
+            r.state.status = if pause {
+                "paused".into()
+            } else {
+                "running".into()
+            };
+            r.clone()
+        });
+        self.persist(&rec)
+    }
+
+    pub async fn rename_container(&self, c: &Arc<Ctr>, new: &str) -> Result<(), Error> {
+        let new = new.strip_prefix('/').unwrap_or(new);
+        if !valid_name(new) {
+            return Err(Error::invalid(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let mut t = self.table_write();
+        let old = c.rec().name;
+        if old == new {
+            return Err(Error::invalid(
+                "Renaming a container with the same name as its current name",
+            ));
+        }
+        if let Some(other) = t.by_name.get(new) {
+            return Err(Error::conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        let rec = c.update(|r| {
+            r.name = new.to_string();
+            r.clone()
+        });
+        self.persist(&rec)?;
+        t.by_name.remove(&old);
+        t.by_name.insert(new.to_string(), c.id.clone());
+        Ok(())
+    }
+
+    /// DELETE /containers/{id}
+    pub async fn remove_container(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        force: bool,
+    ) -> Result<(), Error> {
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        if !self.table_read().by_id.contains_key(&c.id) {
+            return Ok(());
+        }
+        if rec.state.running {
+            if !force {
+                let what = if rec.state.paused {
+                    "paused"
+                } else {
+                    "running"
+                };
+                return Err(Error::conflict(format!(
+                    "cannot remove container \"/{}\": container is {what}: {} before removing or force remove",
+                    rec.name,
+                    if rec.state.paused { "unpause and then stop the container" } else { "stop the container" }
+                )));
+            }
+            let seen = c.events.borrow().exits;
+            let client = ShimClient::new(&self.container_dir(&c.id));
+            let _ = client.kill(libc::SIGKILL).await;
+            if rec.state.paused {
+                let _ = client.resume().await;
+            }
+            if !Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await {
+                return Err(Error::internal(
+                    "could not kill running container, cannot remove",
+                ));
+            }
+        }
+        c.update(|r| r.state.status = "removing".into());
+        let dir = self.container_dir(&c.id);
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = berth_image::ImageStore::unmount_rootfs(&d);
+            std::fs::remove_dir_all(&d)
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        self.db.delete(crate::state::CONTAINERS_TABLE, &c.id)?;
+        {
+            let mut t = self.table_write();
+            t.by_id.remove(&c.id);
+            let name = c.rec().name;
+            if t.by_name.get(&name) == Some(&c.id) {
+                t.by_name.remove(&name);
+            }
+        }
+        let exec_ids: Vec<String> = self
+            .execs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, e)| e.container_id == c.id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        {
+            let mut ex = self.execs.write().unwrap_or_else(|p| p.into_inner());
+            for k in exec_ids {
+                ex.remove(&k);
+            }
+        }
+        c.events.send_modify(|e| e.removed = true);
+        Ok(())
+    }
+
+    /// Attaches a client: now if running, or queued until the next start.
+    pub async fn attach_stream(
+        &self,
+        c: &Arc<Ctr>,
+        opts: AttachOptions,
+    ) -> Result<oneshot::Receiver<tokio::net::UnixStream>, Error> {
+        let (tx, rx) = oneshot::channel();
+        // Hold the op lock so a start in progress either sees this attach or is already done.
+        let _op = c.op.lock().await;
+        if c.rec().state.running {
+            let client = ShimClient::new(&self.container_dir(&c.id));
+            let s = client.attach(opts).await.map_err(Error::from)?;
+            let _ = tx.send(s);
+        } else {
+            c.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(PendingAttach { opts, tx });
+        }
+        Ok(rx)
+    }
+
+    /// GET /containers/{id}/top
+    pub async fn top(
+        &self,
+        c: &Arc<Ctr>,
+        ps_args: &str,
+    ) -> Result<models::ContainerTopResponse, Error> {
+        if !c.rec().state.running {
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let pids = cgroup_pids(&format!("/berth/{}", c.id));
+        let args: Vec<String> = ps_args.split_whitespace().map(String::from).collect();
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| Error::internal(format!("running ps: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::internal(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+    }
+}
+
+/// The pids in the container's cgroup (v2 unified, else the v1 pids/memory/cpu hierarchies).
+pub fn cgroup_pids(path: &str) -> Vec<i64> {
+    let rel = path.trim_start_matches('/');
+    let candidates = [
+        format!("/sys/fs/cgroup/{rel}/cgroup.procs"),
+        format!("/sys/fs/cgroup/pids/{rel}/cgroup.procs"),
+        format!("/sys/fs/cgroup/memory/{rel}/cgroup.procs"),
+        format!("/sys/fs/cgroup/cpu/{rel}/cgroup.procs"),
+        format!("/sys/fs/cgroup/unified/{rel}/cgroup.procs"),
+    ];
+    for p in candidates {
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            let v: Vec<i64> = s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Filters `ps` output to the container's pids, as docker's `top` does.
+fn parse_ps(out: &str, pids: &[i64]) -> Result<models::ContainerTopResponse, Error> {
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or("");
+    let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
+    let pid_idx = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| Error::invalid("Couldn't find PID field in ps output"))?;
+    let mut procs = Vec::new();
+    for l in lines {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        if fields.len() <= pid_idx {
+            continue;
+        }
+        let Ok(pid) = fields[pid_idx].parse::<i64>() else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        // The last column (the command) may contain spaces.
+        let n = titles.len();
+        let mut row: Vec<String> = fields[..n.min(fields.len()).saturating_sub(1)]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if fields.len() >= n {
+            row.push(fields[n - 1..].join(" "));
+        }
+        procs.push(row);
+    }
+    Ok(models::ContainerTopResponse {
+        titles: Some(titles),
+        processes: Some(procs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn ps_filter() {
+        let out = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\nroot 42 1 0 10:00 ? 00:00:00 sleep 100\n";
+        let r = parse_ps(out, &[42]).unwrap();
+        let p = r.processes.unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0][7], "sleep 100");
+    }
+    #[test]
+    fn names_and_env() {
+        assert!(valid_name("web-1"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a"));
+        let e = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "B=3".into()],
+        );
+        assert_eq!(e, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+}

@@ -1,0 +1,827 @@
+use super::blocking;
+use crate::containers::{log_path, Ctr, Record};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{json, AppState, JsonBody, Params};
+use crate::state::State as St;
+use crate::stream::{self, Hijack};
+use crate::util;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_api::models::{self, ContainerCreateBody};
+use berth_api::Error;
+use berth_runtime::client::{AttachOptions, ShimClient};
+use berth_runtime::logfile::{self, ReadOptions, Stream as LogStream};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn ts(t: &Option<DateTime<Utc>>) -> String {
+    match t {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        None => ZERO_TIME.to_string(),
+    }
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    p: Params,
+    JsonBody(body): JsonBody<ContainerCreateBody>,
+) -> ApiResult<Response> {
+    let name = p.get("name").filter(|n| !n.is_empty()).map(String::from);
+    let id = st.create_container(name, body).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({"Id": id, "Warnings": []}),
+    ))
+}
+
+fn status_string(r: &Record) -> String {
+    let now = Utc::now();
+    let s = &r.state;
+    if s.running {
+        let since = s.started_at.map(|t| (now - t).num_seconds()).unwrap_or(0);
+        let mut out = format!("Up {}", util::human_duration(since));
+        if s.paused {
+            out.push_str(" (Paused)");
+        }
+        return out;
+    }
+    if s.status == "removing" {
+        return "Removal In Progress".into();
+    }
+    if s.status == "created" && !r.has_started {
+        return "Created".into();
+    }
+    match s.finished_at {
+        Some(f) => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            util::human_duration((now - f).num_seconds())
+        ),
+        None => "Created".into(),
+    }
+}
+
+fn command_string(r: &Record) -> String {
+    let mut parts = vec![r.path.clone()];
+    parts.extend(r.args.iter().cloned());
+    parts.join(" ")
+}
+
+fn network_settings(r: &Record) -> HashMap<String, models::EndpointSettings> {
+    let mode = r
+        .host_config
+        .network_mode
+        .clone()
+        .unwrap_or_else(|| "bridge".into());
+    let mut m = HashMap::new();
+    m.insert(
+        mode,
+        models::EndpointSettings {
+            network_id: Some(String::new()),
+            endpoint_id: Some(String::new()),
+            gateway: Some(String::new()),
+            ip_address: Some(String::new()),
+            ip_prefix_len: Some(0),
+            mac_address: Some(String::new()),
+            ..Default::default()
+        },
+    );
+    m
+}
+
+fn summary(r: &Record) -> models::ContainerSummary {
+    models::ContainerSummary {
+        id: Some(r.id.clone()),
+        names: Some(vec![format!("/{}", r.name)]),
+        image: Some(r.config.image.clone().unwrap_or_default()),
+        image_id: Some(r.image_id.clone()),
+        command: Some(command_string(r)),
+        created: Some(r.created.timestamp()),
+        ports: Some(vec![]),
+        labels: Some(r.config.labels.clone().unwrap_or_default()),
+        state: Some(state_enum_summary(&r.state.status)),
+        status: Some(status_string(r)),
+        host_config: Some(models::ContainerSummaryHostConfig {
+            network_mode: r.host_config.network_mode.clone(),
+            ..Default::default()
+        }),
+        network_settings: Some(models::ContainerSummaryNetworkSettings {
+            networks: Some(network_settings(r)),
+        }),
+        mounts: Some(vec![]),
+        ..Default::default()
+    }
+}
+
+fn state_enum_summary(s: &str) -> models::ContainerSummaryStateEnum {
+    use models::ContainerSummaryStateEnum as E;
+    match s {
+        "created" => E::CREATED,
+        "running" => E::RUNNING,
+        "paused" => E::PAUSED,
+        "restarting" => E::RESTARTING,
+        "removing" => E::REMOVING,
+        "dead" => E::DEAD,
+        _ => E::EXITED,
+    }
+}
+
+fn state_enum(s: &str) -> models::ContainerStateStatusEnum {
+    use models::ContainerStateStatusEnum as E;
+    match s {
+        "created" => E::CREATED,
+        "running" => E::RUNNING,
+        "paused" => E::PAUSED,
+        "restarting" => E::RESTARTING,
+        "removing" => E::REMOVING,
+        "dead" => E::DEAD,
+        _ => E::EXITED,
+    }
+}
+
+fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool, Error> {
+    for (k, vals) in f {
+        if vals.is_empty() {
+            continue;
+        }
+        let ok = match k.as_str() {
+            "id" => vals.iter().any(|v| r.id.starts_with(v.as_str())),
+            "name" => vals.iter().any(|v| {
+                let v = v.strip_prefix('/').unwrap_or(v);
+                r.name.contains(v)
+            }),
+            "status" => {
+                for v in vals {
+                    if !matches!(
+                        v.as_str(),
+                        "created"
+                            | "restarting"
+                            | "running"
+                            | "removing"
+                            | "paused"
+                            | "exited"
+                            | "dead"
+                    ) {
+                        return Err(Error::invalid(format!("invalid filter 'status={v}'")));
+                    }
+                }
+                vals.iter().any(|v| *v == r.state.status)
+            }
+            "exited" => {
+                !r.state.running
+                    && r.has_started
+                    && vals
+                        .iter()
+                        .any(|v| v.parse::<i64>().ok() == Some(r.state.exit_code))
+            }
+            "label" => {
+                let labels = r.config.labels.clone().unwrap_or_default();
+                vals.iter().all(|v| match v.split_once('=') {
+                    Some((k, val)) => labels.get(k).map(|x| x == val).unwrap_or(false),
+                    None => labels.contains_key(v),
+                })
+            }
+            "ancestor" => vals.iter().any(|v| {
+                r.config.image.as_deref() == Some(v.as_str())
+                    || st
+                        .images
+                        .resolve(v)
+                        .map(|i| i.id == r.image_id)
+                        .unwrap_or(false)
+            }),
+            "before" | "since" => {
+                let mut ok = true;
+                for v in vals {
+                    let other = st.lookup(v)?.rec();
+                    ok &= if k == "before" {
+                        r.created < other.created
+                    } else {
+                        r.created > other.created
+                    };
+                }
+                ok
+            }
+            "is-task" => vals.iter().any(|v| v == "false"),
+            "volume" | "network" | "publish" | "expose" | "health" => true,
+            other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    let all = p.bool("all", false);
+    let limit = p.int("limit")?.unwrap_or(-1);
+    let filters = p.filters()?;
+    let mut recs: Vec<Record> = st.table_read().by_id.values().map(|c| c.rec()).collect();
+    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    let st2 = st.clone();
+    let out = blocking(move || {
+        let mut out = Vec::new();
+        for r in recs {
+            if !all
+                && limit <= 0
+                && !r.state.running
+                && !filters.contains_key("status")
+                && !filters.contains_key("exited")
+            {
+                continue;
+            }
+            if !matches_filters(&st2, &r, &filters)? {
+                continue;
+            }
+            out.push(summary(&r));
+            if limit > 0 && out.len() as i64 >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
+    let dir = st.container_dir(&r.id);
+    let s = &r.state;
+    let mut gd = HashMap::new();
+    gd.insert(
+        "MergedDir".to_string(),
+        dir.join("rootfs").display().to_string(),
+    );
+    gd.insert(
+        "UpperDir".to_string(),
+        dir.join("upper").display().to_string(),
+    );
+    gd.insert(
+        "WorkDir".to_string(),
+        dir.join("work").display().to_string(),
+    );
+    let execs: Vec<String> = st
+        .execs
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter(|e| e.container_id == r.id && e.state().running)
+        .map(|e| e.id.clone())
+        .collect();
+    models::ContainerInspectResponse {
+        id: Some(r.id.clone()),
+        created: Some(r.created),
+        path: Some(r.path.clone()),
+        args: Some(r.args.clone()),
+        state: Some(models::ContainerState {
+            status: Some(state_enum(&s.status)),
+            running: Some(s.running),
+            paused: Some(s.paused),
+            restarting: Some(s.restarting),
+            oom_killed: Some(s.oom_killed),
+            dead: Some(s.dead),
+            pid: Some(s.pid),
+            exit_code: Some(s.exit_code),
+            error: Some(s.error.clone()),
+            started_at: Some(ts(&s.started_at)),
+            finished_at: Some(ts(&s.finished_at)),
+            health: None,
+        }),
+        image: Some(r.image_id.clone()),
+        resolv_conf_path: Some(dir.join("resolv.conf").display().to_string()),
+        hostname_path: Some(dir.join("hostname").display().to_string()),
+        hosts_path: Some(dir.join("hosts").display().to_string()),
+        log_path: Some(log_path(&dir, &r.id).display().to_string()),
+        name: Some(format!("/{}", r.name)),
+        restart_count: Some(r.restart_count),
+        driver: Some("overlay2".into()),
+        platform: Some("linux".into()),
+        mount_label: Some(String::new()),
+        process_label: Some(String::new()),
+        app_armor_profile: Some(String::new()),
+        exec_ids: (!execs.is_empty()).then_some(execs),
+        host_config: Some(r.host_config.clone()),
+        graph_driver: Some(models::DriverData {
+            name: "overlay2".into(),
+            data: gd,
+        }),
+        mounts: Some(vec![]),
+        config: Some(r.config.clone()),
+        network_settings: Some(models::NetworkSettings {
+            sandbox_id: Some(String::new()),
+            sandbox_key: Some(String::new()),
+            ports: Some(HashMap::new()),
+            networks: Some(network_settings(r)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    Ok(json(StatusCode::OK, &inspect_record(&st, &c.rec())))
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn start(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    st.start_container(&c).await?;
+    Ok(no_content())
+}
+
+fn signal_param(p: &Params) -> Result<Option<i32>, Error> {
+    match p.get("signal") {
+        None | Some("") => Ok(None),
+        Some(s) => util::parse_signal(s)
+            .map(Some)
+            .ok_or_else(|| Error::invalid(format!("Invalid signal: {s}"))),
+    }
+}
+
+pub async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let sig = signal_param(&p)?;
+    st.stop_container(&c, p.int("t")?, sig).await?;
+    Ok(no_content())
+}
+
+pub async fn restart(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let sig = signal_param(&p)?;
+    st.restart_container(&c, p.int("t")?, sig).await?;
+    Ok(no_content())
+}
+
+pub async fn kill(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let sig = signal_param(&p)?.unwrap_or(libc::SIGKILL);
+    st.kill_container(&c, sig).await?;
+    Ok(no_content())
+}
+
+pub async fn pause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    st.pause_container(&c, true).await?;
+    Ok(no_content())
+}
+
+pub async fn unpause(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    st.pause_container(&c, false).await?;
+    Ok(no_content())
+}
+
+pub async fn rename(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let name = p.get("name").unwrap_or("").to_string();
+    if name.is_empty() {
+        return Err(ApiError(Error::invalid(
+            "Neither old nor new names may be empty",
+        )));
+    }
+    st.rename_container(&c, &name).await?;
+    Ok(no_content())
+}
+
+pub async fn top(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let args = p
+        .get("ps_args")
+        .filter(|a| !a.is_empty())
+        .unwrap_or("-ef")
+        .to_string();
+    let r = st.top(&c, &args).await?;
+    Ok(json(StatusCode::OK, &r))
+}
+
+pub async fn resize(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let h = p.int("h")?.unwrap_or(0);
+    let w = p.int("w")?.unwrap_or(0);
+    if !(0..=65535).contains(&h) || !(0..=65535).contains(&w) {
+        return Err(ApiError(Error::invalid("invalid resize dimensions")));
+    }
+    if !c.rec().state.running {
+        return Err(ApiError(Error::conflict(format!(
+            "Container {} is not running",
+            c.id
+        ))));
+    }
+    ShimClient::new(&st.container_dir(&c.id))
+        .resize(h as u16, w as u16)
+        .await
+        .map_err(Error::from)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    if p.bool("link", false) {
+        return Err(ApiError(Error::not_implemented("links are not supported")));
+    }
+    st.remove_container(&c, p.bool("force", false)).await?;
+    Ok(no_content())
+}
+
+pub async fn prune(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    let filters = p.filters()?;
+    let until = match filters.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(logfile::parse_since(u, Utc::now()).map_err(Error::from)?),
+        None => None,
+    };
+    let label_filter: HashMap<String, Vec<String>> = filters
+        .iter()
+        .filter(|(k, _)| *k == "label")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let candidates: Vec<Arc<Ctr>> = st
+        .table_read()
+        .by_id
+        .values()
+        .filter(|c| {
+            let r = c.rec();
+            !r.state.running
+                && until.map(|u| r.created < u).unwrap_or(true)
+                && matches_filters(&st, &r, &label_filter).unwrap_or(false)
+        })
+        .cloned()
+        .collect();
+    let mut deleted = Vec::new();
+    let mut space = 0i64;
+    for c in candidates {
+        let dir = st.container_dir(&c.id);
+        let size = dir_size(&dir.join("upper"));
+        if st.remove_container(&c, false).await.is_ok() {
+            deleted.push(c.id.clone());
+            space += size;
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &models::ContainerPruneResponse {
+            containers_deleted: Some(deleted),
+            space_reclaimed: Some(space),
+        },
+    ))
+}
+
+fn dir_size(p: &std::path::Path) -> i64 {
+    let mut total = 0i64;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if let Ok(m) = e.metadata() {
+                    if m.is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        total += m.len() as i64;
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+pub async fn wait(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let cond = p.get("condition").unwrap_or("not-running").to_string();
+    if !matches!(cond.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError(Error::invalid(format!(
+            "invalid condition: {cond:?}"
+        ))));
+    }
+    // Register before answering: the client sends the wait before it starts the container.
+    let mut rx = c.events.subscribe();
+    let seen = rx.borrow().exits;
+    let running = c.rec().state.running;
+    let fut = async move {
+        let code = loop {
+            {
+                let ev = rx.borrow_and_update().clone();
+                match cond.as_str() {
+                    "removed" if ev.removed => break ev.last_exit,
+                    "next-exit" if ev.exits > seen => break ev.last_exit,
+                    "" | "not-running" if !running || ev.exits > seen => break ev.last_exit,
+                    _ => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                // The container was dropped: it was removed.
+                break rx.borrow().last_exit;
+            }
+        };
+        let body = serde_json::json!({"StatusCode": code, "Error": null});
+        let mut v = serde_json::to_vec(&body).unwrap_or_default();
+        v.push(b'\n');
+        Ok::<_, std::io::Error>(bytes::Bytes::from(v))
+    };
+    // The headers go out at once (a streamed body); the status follows when it is known.
+    let body = Body::from_stream(futures::stream::once(fut));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_default())
+}
+
+pub async fn attach(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+    headers: HeaderMap,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let rec = c.rec();
+    let tty = rec.config.tty.unwrap_or(false);
+    let want_stream = p.bool("stream", false);
+    let logs = p.bool("logs", false);
+    let stdout = p.bool("stdout", false);
+    let stderr = p.bool("stderr", false);
+    let stdin = p.bool("stdin", false);
+    let detach_keys = match p.get("detachKeys") {
+        Some(k) if !k.is_empty() => Some(
+            util::parse_detach_keys(k)
+                .ok_or_else(|| Error::invalid(format!("Invalid detach keys ({k}) provided")))?,
+        ),
+        _ => None,
+    };
+    if !want_stream && !logs {
+        return Err(ApiError(Error::invalid(
+            "either logs or stream must be set",
+        )));
+    }
+    let hijack = Hijack::from_request(&mut req, &headers);
+    let mut prefix = Vec::new();
+    if logs {
+        let dir = st.container_dir(&c.id);
+        let opts = ReadOptions {
+            stdout,
+            stderr,
+            since: None,
+            until: None,
+            tail: None,
+        };
+        let entries = blocking(move || {
+            logfile::read_all(&log_path(&dir, &rec.id), &opts).map_err(Error::from)
+        })
+        .await?;
+        for e in entries {
+            encode_entry(&mut prefix, &e, tty, false);
+        }
+    }
+    let rx = if want_stream {
+        Some(
+            st.attach_stream(
+                &c,
+                AttachOptions {
+                    stdin,
+                    stdout,
+                    stderr,
+                    detach_keys,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    match hijack {
+        Hijack::Upgrade(on) => {
+            tokio::spawn(async move {
+                let Some(mut conn) = stream::upgraded(on).await else {
+                    return;
+                };
+                use tokio::io::AsyncWriteExt;
+                if !prefix.is_empty() && conn.write_all(&prefix).await.is_err() {
+                    return;
+                }
+                match rx {
+                    Some(rx) => {
+                        if let Ok(s) = rx.await {
+                            stream::splice(conn, s, async {}).await;
+                        } else {
+                            let _ = conn.shutdown().await;
+                        }
+                    }
+                    None => {
+                        let _ = conn.shutdown().await;
+                    }
+                }
+            });
+            Ok(stream::upgrade_response(tty))
+        }
+        Hijack::Plain => {
+            let body_stream = async_stream_body(prefix, rx);
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(
+                    header::CONTENT_TYPE,
+                    if tty {
+                        stream::RAW_STREAM
+                    } else {
+                        stream::MUX_STREAM
+                    },
+                )
+                .body(body_stream)
+                .unwrap_or_default())
+        }
+    }
+}
+
+/// Output-only attach for clients that did not ask for an upgrade.
+fn async_stream_body(
+    prefix: Vec<u8>,
+    rx: Option<tokio::sync::oneshot::Receiver<tokio::net::UnixStream>>,
+) -> Body {
+    let first =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) });
+    let rest = futures::stream::once(async move {
+        match rx {
+            Some(rx) => match rx.await {
+                Ok(s) => {
+                    let (r, w) = s.into_split();
+                    drop(w);
+                    tokio_util::io::ReaderStream::new(r).boxed()
+                }
+                Err(_) => futures::stream::empty().boxed(),
+            },
+            None => futures::stream::empty().boxed(),
+        }
+    })
+    .flatten();
+    Body::from_stream(first.chain(rest))
+}
+
+fn encode_entry(out: &mut Vec<u8>, e: &logfile::LogEntry, tty: bool, timestamps: bool) {
+    let mut line = Vec::with_capacity(e.line.len() + 32);
+    if timestamps {
+        line.extend_from_slice(
+            e.time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .as_bytes(),
+        );
+        line.push(b' ');
+    }
+    line.extend_from_slice(&e.line);
+    if tty {
+        out.extend_from_slice(&line);
+    } else {
+        let s = match e.stream {
+            LogStream::Stdout => 1,
+            LogStream::Stderr => 2,
+        };
+        out.extend_from_slice(&stream::frame(s, &line));
+    }
+}
+
+pub async fn logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let rec = c.rec();
+    let stdout = p.bool("stdout", false);
+    let stderr = p.bool("stderr", false);
+    if !stdout && !stderr {
+        return Err(ApiError(Error::invalid(
+            "Bad parameters: you must choose at least one stream",
+        )));
+    }
+    let now = Utc::now();
+    let parse_t = |k: &str| -> Result<Option<DateTime<Utc>>, Error> {
+        match p.get(k) {
+            None | Some("") | Some("0") => Ok(None),
+            Some(v) => logfile::parse_since(v, now).map(Some).map_err(Error::from),
+        }
+    };
+    let since = parse_t("since")?;
+    let until = parse_t("until")?;
+    let tail = match p.get("tail") {
+        None | Some("") | Some("all") => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| Error::invalid(format!("invalid value for \"tail\": {t:?}")))?
+                .max(0) as usize,
+        ),
+    };
+    let follow = p.bool("follow", false);
+    let timestamps = p.bool("timestamps", false);
+    let tty = rec.config.tty.unwrap_or(false);
+    let path = log_path(&st.container_dir(&c.id), &c.id);
+    let opts = ReadOptions {
+        stdout,
+        stderr,
+        since,
+        until,
+        tail,
+    };
+    let o2 = ReadOptions {
+        stdout,
+        stderr,
+        since,
+        until,
+        tail,
+    };
+    let p2 = path.clone();
+    let entries = blocking(move || match logfile::read_all(&p2, &o2) {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(Error::from(e)),
+    })
+    .await?;
+    let mut first = Vec::new();
+    for e in &entries {
+        encode_entry(&mut first, e, tty, timestamps);
+    }
+    let ct = if tty {
+        stream::RAW_STREAM
+    } else {
+        stream::MUX_STREAM
+    };
+    let head =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(first)) });
+    let body = if follow && rec.state.running && until.map(|u| u > now).unwrap_or(true) {
+        let mut ev = c.events.subscribe();
+        let seen = ev.borrow().exits;
+        let stop = async move {
+            loop {
+                if ev.borrow_and_update().exits > seen {
+                    break;
+                }
+                if ev.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let follow_opts = ReadOptions {
+            tail: Some(0),
+            ..opts
+        };
+        let rx = logfile::follow(path, follow_opts, stop);
+        let rest = tokio_stream_from(rx).map(move |e| {
+            let mut b = Vec::new();
+            encode_entry(&mut b, &e, tty, timestamps);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(b))
+        });
+        Body::from_stream(head.chain(rest))
+    } else {
+        Body::from_stream(head)
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, ct)
+        .body(body)
+        .unwrap_or_default())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

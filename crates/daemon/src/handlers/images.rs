@@ -1,0 +1,225 @@
+use super::blocking;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{json, AppState, Params};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_api::Error;
+use futures::TryStreamExt;
+use std::io::Write;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    let all = p.bool("all", false);
+    let filters = p.filters()?;
+    let images = st.images.clone();
+    let out = blocking(move || images.list(all, &filters).map_err(Error::from)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// A request body as a blocking reader (for the image store's std::io API).
+fn body_reader(req: Request) -> SyncIoBridge<impl tokio::io::AsyncRead + Unpin> {
+    let stream = req
+        .into_body()
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    SyncIoBridge::new(StreamReader::new(stream))
+}
+
+fn json_lines(msgs: Vec<serde_json::Value>) -> Response {
+    let mut body = Vec::new();
+    for m in msgs {
+        if let Ok(v) = serde_json::to_vec(&m) {
+            body.extend_from_slice(&v);
+            body.push(b'\n');
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// POST /images/create: `fromSrc` imports a rootfs tarball; `fromImage` (pull) comes with
+/// the distribution work.
+pub async fn create(State(st): State<AppState>, p: Params, req: Request) -> ApiResult<Response> {
+    if let Some(src) = p.get("fromSrc") {
+        if src != "-" {
+            return Err(ApiError(Error::not_implemented(
+                "importing from a URL is not supported yet; pipe the archive to stdin",
+            )));
+        }
+        let repo = p.get("repo").unwrap_or("").to_string();
+        let tag = p.get("tag").unwrap_or("").to_string();
+        let repo_tag = if repo.is_empty() {
+            None
+        } else if tag.is_empty() {
+            Some(repo)
+        } else {
+            Some(format!("{repo}:{tag}"))
+        };
+        let changes = p.all("changes");
+        let message = p.get("message").map(String::from);
+        let images = st.images.clone();
+        let mut reader = body_reader(req);
+        let id = blocking(move || {
+            images
+                .import(
+                    &mut reader,
+                    &changes,
+                    message.as_deref(),
+                    repo_tag.as_deref(),
+                )
+                .map_err(Error::from)
+        })
+        .await?;
+        return Ok(json_lines(vec![serde_json::json!({"status": id})]));
+    }
+    if let Some(img) = p.get("fromImage") {
+        let tag = p.get("tag").unwrap_or("latest");
+        return Err(ApiError(Error::not_found(format!(
+            "pull access denied for {img}:{tag}: pulling from registries is not supported yet"
+        ))));
+    }
+    Err(ApiError(Error::invalid(
+        "either fromSrc or fromImage must be set",
+    )))
+}
+
+pub async fn load(State(st): State<AppState>, p: Params, req: Request) -> ApiResult<Response> {
+    let quiet = p.bool("quiet", false);
+    let images = st.images.clone();
+    let mut reader = body_reader(req);
+    let msgs = blocking(move || images.load(&mut reader).map_err(Error::from)).await?;
+    let _ = quiet;
+    Ok(json_lines(
+        msgs.into_iter()
+            .map(|m| serde_json::json!({"stream": format!("{m}\n")}))
+            .collect(),
+    ))
+}
+
+async fn save_names(st: AppState, names: Vec<String>) -> ApiResult<Response> {
+    if names.is_empty() {
+        return Err(ApiError(Error::invalid("no images specified")));
+    }
+    let images = st.images.clone();
+    let check = names.clone();
+    blocking(move || {
+        for n in &check {
+            images.resolve(n).map_err(Error::from)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let (r, w) = tokio::io::duplex(1 << 20);
+    let images = st.images.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = SyncIoBridge::new(w);
+        if let Err(e) = images.save(&names, &mut w) {
+            tracing::warn!("save failed: {e}");
+        }
+        let _ = w.flush();
+        let _ = w.shutdown();
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(ReaderStream::new(r)))
+        .unwrap_or_default())
+}
+
+pub async fn save(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    save_names(st, p.all("names")).await
+}
+
+pub async fn prune(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
+    let filters = p.filters()?;
+    let dangling_only = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .map(|v| v != "false" && v != "0")
+        .unwrap_or(true);
+    let images = st.images.clone();
+    let st2 = st.clone();
+    let r = blocking(move || {
+        images
+            .prune(dangling_only, &filters, &|id: &str| st2.image_user(id))
+            .map_err(Error::from)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// GET /images/{name}/json|history|get — names may contain slashes.
+pub async fn get_dispatch(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> ApiResult<Response> {
+    let images = st.images.clone();
+    if let Some(name) = rest.strip_suffix("/json") {
+        let name = name.to_string();
+        let r = blocking(move || images.inspect(&name).map_err(Error::from)).await?;
+        return Ok(json(StatusCode::OK, &r));
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        let name = name.to_string();
+        let r = blocking(move || images.history(&name).map_err(Error::from)).await?;
+        return Ok(json(StatusCode::OK, &r));
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return save_names(st, vec![name.to_string()]).await;
+    }
+    Err(ApiError(Error::not_found("page not found")))
+}
+
+pub async fn post_dispatch(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/tag") {
+        let name = name.to_string();
+        let repo = p.get("repo").unwrap_or("").to_string();
+        let tag = p.get("tag").filter(|t| !t.is_empty()).map(String::from);
+        if repo.is_empty() {
+            return Err(ApiError(Error::invalid(
+                "repository name must have at least one component",
+            )));
+        }
+        let images = st.images.clone();
+        blocking(move || {
+            images
+                .tag(&name, &repo, tag.as_deref())
+                .map_err(Error::from)
+        })
+        .await?;
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    if rest.ends_with("/push") {
+        return Err(ApiError(Error::not_implemented(
+            "pushing images is not supported yet",
+        )));
+    }
+    Err(ApiError(Error::not_found("page not found")))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> ApiResult<Response> {
+    let force = p.bool("force", false);
+    let noprune = p.bool("noprune", false);
+    let images = st.images.clone();
+    let st2 = st.clone();
+    let r = blocking(move || {
+        images
+            .remove(&name, force, noprune, &|id: &str| st2.image_user(id))
+            .map_err(Error::from)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &r))
+}

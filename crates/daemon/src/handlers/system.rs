@@ -1,0 +1,198 @@
+use crate::error::ApiResult;
+use crate::http::{json, AppState};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_api::models;
+use berth_api::version::{API_VERSION, ENGINE_VERSION, MIN_API_VERSION};
+use std::collections::HashMap;
+
+pub async fn ping() -> Response {
+    let mut r = "OK".into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The classic builder; BuildKit is not served.
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    r
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub async fn version() -> Response {
+    let v = serde_json::json!({
+        "Platform": {"Name": "berth"},
+        "Components": [{
+            "Name": "Engine",
+            "Version": ENGINE_VERSION,
+            "Details": {
+                "ApiVersion": API_VERSION,
+                "MinAPIVersion": MIN_API_VERSION,
+                "Os": "linux",
+                "Arch": arch(),
+                "KernelVersion": kernel_version(),
+                "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+                "GoVersion": "n/a (rust)",
+                "BuildTime": "",
+            }
+        }],
+        "Version": ENGINE_VERSION,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+        "GoVersion": "n/a (rust)",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": kernel_version(),
+        "BuildTime": "",
+    });
+    json(StatusCode::OK, &v)
+}
+
+fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn mem_total() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+pub async fn info(State(st): State<AppState>) -> ApiResult<Response> {
+    let (mut running, mut paused, mut stopped, total) =
+        (0i64, 0i64, 0i64, st.table_read().by_id.len() as i64);
+    for c in st.table_read().by_id.values() {
+        let r = c.rec();
+        if r.state.paused {
+            paused += 1;
+        } else if r.state.running {
+            running += 1;
+        } else {
+            stopped += 1;
+        }
+    }
+    let images = st.images.clone();
+    let nimages = super::blocking(move || Ok(images.list(false, &HashMap::new())?.len() as i64))
+        .await
+        .unwrap_or(0);
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let mut runtimes = HashMap::new();
+    runtimes.insert(
+        "berth".to_string(),
+        models::Runtime {
+            path: Some(st.shim_binary.display().to_string()),
+            ..Default::default()
+        },
+    );
+    let info = models::SystemInfo {
+        id: Some(st.daemon_id.clone()),
+        containers: Some(total),
+        containers_running: Some(running),
+        containers_paused: Some(paused),
+        containers_stopped: Some(stopped),
+        images: Some(nimages),
+        driver: Some("overlay2".into()),
+        driver_status: Some(vec![
+            vec!["Backing Filesystem".into(), "extfs".into()],
+            vec!["Supports d_type".into(), "true".into()],
+        ]),
+        docker_root_dir: Some(st.root.display().to_string()),
+        memory_limit: Some(true),
+        swap_limit: Some(true),
+        cpu_cfs_period: Some(true),
+        cpu_cfs_quota: Some(true),
+        cpu_shares: Some(true),
+        cpu_set: Some(true),
+        pids_limit: Some(true),
+        oom_kill_disable: Some(cgroup_version() == "1"),
+        ipv4_forwarding: Some(true),
+        debug: Some(st.cfg.debug),
+        nfd: Some(
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count() as i64)
+                .unwrap_or(0),
+        ),
+        n_goroutines: Some(0),
+        system_time: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        logging_driver: Some("json-file".into()),
+        cgroup_driver: Some(models::SystemInfoCgroupDriverEnum::CGROUPFS),
+        cgroup_version: Some(if cgroup_version() == "2" {
+            models::SystemInfoCgroupVersionEnum::_2
+        } else {
+            models::SystemInfoCgroupVersionEnum::_1
+        }),
+        n_events_listener: Some(0),
+        kernel_version: Some(kernel_version()),
+        operating_system: Some(os_name()),
+        os_version: Some(String::new()),
+        os_type: Some("linux".into()),
+        architecture: Some(std::env::consts::ARCH.into()),
+        ncpu: Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1),
+        ),
+        mem_total: Some(mem_total()),
+        index_server_address: Some("https://index.docker.io/v1/".into()),
+        name: Some(hostname),
+        labels: Some(vec![]),
+        experimental_build: Some(false),
+        server_version: Some(ENGINE_VERSION.into()),
+        runtimes: Some(runtimes),
+        default_runtime: Some("berth".into()),
+        live_restore_enabled: Some(true),
+        isolation: None,
+        init_binary: Some(String::new()),
+        security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
+        warnings: Some(vec![]),
+        ..Default::default()
+    };
+    Ok(json(StatusCode::OK, &info))
+}

@@ -1,0 +1,164 @@
+//! Daemon state: the stores, the container table, and the start-up recovery that reattaches
+//! to every shim still running.
+
+use crate::config::Config;
+use crate::containers::{Ctr, Record};
+use crate::exec::Exec;
+use anyhow::Context;
+use berth_api::Error;
+use berth_image::ImageStore;
+use berth_store::{BlobStore, Db};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+pub struct State {
+    pub cfg: Config,
+    pub root: PathBuf,
+    pub exec_root: PathBuf,
+    pub containers_dir: PathBuf,
+    pub runtime_root: PathBuf,
+    pub shim_binary: PathBuf,
+    pub db: Arc<Db>,
+    pub images: Arc<ImageStore>,
+    pub table: RwLock<Table>,
+    pub execs: RwLock<HashMap<String, Arc<Exec>>>,
+    pub started: DateTime<Utc>,
+    pub daemon_id: String,
+}
+
+/// Containers by id, plus the name index. One lock so a name is never claimed twice.
+#[derive(Default)]
+pub struct Table {
+    pub by_id: HashMap<String, Arc<Ctr>>,
+    pub by_name: HashMap<String, String>,
+}
+
+pub const CONTAINERS_TABLE: &str = "containers";
+
+impl State {
+    pub async fn open(cfg: Config, root: PathBuf, exec_root: PathBuf) -> anyhow::Result<Self> {
+        let containers_dir = root.join("containers");
+        std::fs::create_dir_all(&containers_dir)?;
+        let runtime_root = exec_root.join("runtime");
+        std::fs::create_dir_all(&runtime_root)?;
+        let db = Arc::new(Db::open(&root.join("state.db")).context("opening state.db")?);
+        let blobs = Arc::new(BlobStore::open(&root).context("opening blob store")?);
+        let images = Arc::new(
+            ImageStore::open(&root, db.clone(), blobs)
+                .map_err(|e| anyhow::anyhow!("opening image store: {e}"))?,
+        );
+        let shim_binary = match &cfg.shim_path {
+            Some(p) => p.clone(),
+            None => {
+                let exe = std::env::current_exe()?;
+                exe.with_file_name("berth-shim")
+            }
+        };
+        if !shim_binary.exists() {
+            anyhow::bail!("shim binary not found at {}", shim_binary.display());
+        }
+        let daemon_id = match db.get::<String>("daemon", "id")? {
+            Some(id) => id,
+            None => {
+                let id = crate::util::new_id();
+                db.put("daemon", "id", &id)?;
+                id
+            }
+        };
+        let mut table = Table::default();
+        for (id, rec) in db.list::<Record>(CONTAINERS_TABLE)? {
+            table.by_name.insert(rec.name.clone(), id.clone());
+            table.by_id.insert(id, Arc::new(Ctr::new(rec)));
+        }
+        Ok(State {
+            cfg,
+            root,
+            exec_root,
+            containers_dir,
+            runtime_root,
+            shim_binary,
+            db,
+            images,
+            table: RwLock::new(table),
+            execs: RwLock::new(HashMap::new()),
+            started: Utc::now(),
+            daemon_id,
+        })
+    }
+
+    /// Reattaches to the shims of containers that were running when the daemon stopped,
+    /// and records the exit of those that ended meanwhile.
+    pub async fn recover(self: Arc<Self>) {
+        let all: Vec<Arc<Ctr>> = self.table_read().by_id.values().cloned().collect();
+        for c in all {
+            let running = c.rec().state.running;
+            if running {
+                self.clone().reattach(c).await;
+            } else if c.rec().host_config.auto_remove.unwrap_or(false)
+                && c.rec().state.status == "exited"
+            {
+                let _ = self.clone().remove_container(&c, true).await;
+            }
+        }
+    }
+
+    pub fn table_read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn table_write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds a container by full id, name (with or without the leading "/") or unique id
+    /// prefix, with docker's messages.
+    pub fn lookup(&self, key: &str) -> Result<Arc<Ctr>, Error> {
+        let t = self.table_read();
+        if let Some(c) = t.by_id.get(key) {
+            return Ok(c.clone());
+        }
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if let Some(id) = t.by_name.get(name) {
+            if let Some(c) = t.by_id.get(id) {
+                return Ok(c.clone());
+            }
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found: Vec<&Arc<Ctr>> = t
+                .by_id
+                .iter()
+                .filter(|(id, _)| id.starts_with(key))
+                .map(|(_, c)| c)
+                .collect();
+            if found.len() == 1 {
+                return Ok(found.remove(0).clone());
+            }
+            if found.len() > 1 {
+                return Err(Error::invalid(format!(
+                    "multiple IDs found with provided prefix: {key}"
+                )));
+            }
+        }
+        Err(Error::not_found(format!("No such container: {key}")))
+    }
+
+    pub fn persist(&self, rec: &Record) -> Result<(), Error> {
+        self.db
+            .put(CONTAINERS_TABLE, &rec.id, rec)
+            .map_err(Error::from)
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir.join(id)
+    }
+
+    /// Image ids in use by any container (for rmi/prune conflict checks).
+    pub fn image_user(&self, image_id: &str) -> Option<String> {
+        self.table_read()
+            .by_id
+            .values()
+            .find(|c| c.rec().image_id == image_id)
+            .map(|c| c.id.clone())
+    }
+}

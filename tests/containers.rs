@@ -1,0 +1,417 @@
+//! Containers end to end through the `berth` CLI.
+
+use berth_tests::{stderr, stdout, Daemon};
+
+#[test]
+fn run_echo_and_exit_codes() {
+    let d = Daemon::start();
+    d.busybox();
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "hello from berth"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello from berth\n");
+    assert_eq!(d.ok(&["ps", "-aq"]), "", "--rm left the container behind");
+
+    let o = d.berth(&[
+        "run",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+
+    let o = d.berth(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let o = d.berth(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = d.berth(&["run", "--rm", "nosuchimage", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        stderr(&o)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .last()
+            .map(|l| l.contains("nosuchimage")),
+        Some(true)
+    );
+
+    // stdin with -i.
+    let o = d.berth_stdin(
+        &["run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z"],
+        Some(b"abc\n"),
+    );
+    assert_eq!(stdout(&o), "ABC\n", "{}", stderr(&o));
+}
+
+#[test]
+fn lifecycle() {
+    let d = Daemon::start();
+    d.busybox();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(id.len(), 64);
+    assert_eq!(d.ok(&["ps", "-q"]), id[..12]);
+    assert_eq!(d.field("web", "{{.State.Status}}"), "running");
+    assert_eq!(d.field("web", "{{.Name}}"), "/web");
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            "label=tier=front",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web"
+    );
+    assert_eq!(d.ok(&["ps", "--filter", "label=tier=back", "-q"]), "");
+
+    let top = d.ok(&["top", "web"]);
+    assert!(top.contains("sleep 1000"), "{top}");
+
+    // exec, with exit codes and env
+    assert_eq!(d.ok(&["exec", "web", "echo", "hi"]), "hi");
+    let o = d.berth(&["exec", "web", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(
+        d.ok(&["exec", "-e", "FOO=bar", "web", "sh", "-c", "echo $FOO"]),
+        "bar"
+    );
+    assert_eq!(d.ok(&["exec", "-u", "1000", "web", "id", "-u"]), "1000");
+
+    d.ok(&["pause", "web"]);
+    assert_eq!(d.field("web", "{{.State.Status}}"), "paused");
+    let o = d.berth(&["exec", "web", "true"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is paused"), "{}", stderr(&o));
+    d.ok(&["unpause", "web"]);
+    assert_eq!(d.field("web", "{{.State.Status}}"), "running");
+
+    // busybox sleep as PID 1 ignores SIGTERM, so stop falls back to SIGKILL after -t.
+    d.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(d.field("web", "{{.State.Status}}"), "exited");
+    assert_eq!(d.field("web", "{{.State.ExitCode}}"), "137");
+    assert_eq!(d.ok(&["ps", "-q"]), "");
+    assert_eq!(d.ok(&["ps", "-aq"]), id[..12]);
+
+    d.ok(&["start", "web"]);
+    assert_eq!(d.field("web", "{{.State.Running}}"), "true");
+    d.ok(&["restart", "-t", "0", "web"]);
+    assert_eq!(d.field("web", "{{.State.Running}}"), "true");
+    d.ok(&["rename", "web", "web2"]);
+    assert_eq!(d.field(&id, "{{.Name}}"), "/web2");
+    let o = d.berth(&["rm", "web2"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("container is running"),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["kill", "web2"]);
+    let code = d.ok(&["wait", "web2"]);
+    assert_eq!(code, "137");
+    d.ok(&["rm", "web2"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    let o = d.berth(&["inspect", "web2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("No such"), "{}", stderr(&o));
+
+    // create + start -a
+    d.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "busybox",
+        "echo",
+        "created then started",
+    ]);
+    assert_eq!(d.field("c1", "{{.State.Status}}"), "created");
+    assert_eq!(d.ok(&["start", "-a", "c1"]), "created then started");
+    // container prune
+    let out = d.ok(&["container", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn logs() {
+    let d = Daemon::start();
+    d.busybox();
+    d.ok(&[
+        "run",
+        "--name",
+        "l",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; done; echo oops >&2",
+    ]);
+    let o = d.berth(&["logs", "l"]);
+    assert_eq!(stdout(&o), "line1\nline2\nline3\n");
+    assert_eq!(stderr(&o), "oops\n");
+    assert_eq!(d.ok(&["logs", "--tail", "1", "l"]), "");
+    let o = d.berth(&["logs", "--tail", "2", "l"]);
+    assert_eq!(stdout(&o), "line3\n");
+    assert_eq!(stderr(&o), "oops\n");
+    let ts = d.ok(&["logs", "-t", "l"]);
+    let first = ts.lines().next().unwrap();
+    assert!(first.contains('T') && first.ends_with(" line1"), "{first}");
+    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "l"]), "");
+    assert_eq!(d.ok(&["logs", "--since", "1h", "l"]).lines().count(), 3);
+
+    // follow ends when the container exits
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b",
+    ]);
+    assert_eq!(d.ok(&["logs", "-f", "f"]), "a\nb");
+    // the on-disk format is docker's json-file
+    let path = d.field("f", "{{.LogPath}}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "a\n");
+    assert_eq!(first["stream"], "stdout");
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn security_profile_and_limits() {
+    let d = Daemon::start();
+    d.busybox();
+    let status = d.ok(&["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    let field = |s: &str, k: &str| -> String {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l[k.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field(&status, "CapEff:"),
+        "00000000a80425fb",
+        "docker's default capability set"
+    );
+    assert_eq!(field(&status, "Seccomp:"), "2");
+    assert_eq!(field(&status, "NoNewPrivs:"), "0");
+
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&s, "CapEff:"), "0000000000000000");
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&s, "CapEff:"), "00000000a80435fb");
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&s, "NoNewPrivs:"), "1");
+    let s = d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&s, "Seccomp:"), "0");
+    assert_ne!(field(&s, "CapEff:"), "00000000a80425fb");
+
+    // masked and read-only paths
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "sh", "-c", "wc -c < /proc/kcore"]),
+        "0"
+    );
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/shm_rmid_forced",
+    ]);
+    assert!(!o.status.success());
+    // a syscall blocked by the profile is EPERM (mount without CAP_SYS_ADMIN)
+    let o = d.berth(&[
+        "run", "--rm", "busybox", "mount", "-t", "tmpfs", "x", "/mnt",
+    ]);
+    assert!(!o.status.success());
+
+    // read-only rootfs, users
+    let o = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "-u", "1000:1001", "busybox", "id"]),
+        "uid=1000 gid=1001 groups=1001"
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "-u", "daemon", "busybox", "id", "-u"]),
+        "1"
+    );
+    let o = d.berth(&["run", "--rm", "-u", "nosuchuser", "busybox", "id"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/tmp",
+            "-h",
+            "box",
+            "-e",
+            "A=1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $PWD $(hostname) $A"
+        ]),
+        "/tmp box 1"
+    );
+
+    // cgroup limits land in the container's cgroup
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(d.field(&id, "{{.HostConfig.Memory}}"), "67108864");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    let read = |p: String| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    };
+    if v1 {
+        assert_eq!(
+            read(format!(
+                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+            )),
+            "67108864"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")),
+            "50"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")),
+            "50000"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.shares")),
+            "512"
+        );
+    } else {
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/berth/{id}/memory.max")),
+            "67108864"
+        );
+        assert_eq!(read(format!("/sys/fs/cgroup/berth/{id}/pids.max")), "50");
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/berth/{id}/cpu.max")),
+            "50000 100000"
+        );
+    }
+    d.ok(&["rm", "-f", &id]);
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists());
+
+    // bad limits are refused at create
+    let o = d.berth(&["run", "--rm", "--memory", "1m", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn oom_killed() {
+    let d = Daemon::start();
+    d.busybox();
+    // `tail` keeps a newline-free stream in memory, so it grows until the OOM killer fires.
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 200m /dev/zero | tail",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_eq!(d.field("oom", "{{.State.OOMKilled}}"), "true");
+}
+
+#[test]
+fn tty() {
+    let d = Daemon::start();
+    d.busybox();
+    // `script` gives the CLI a real terminal.
+    let cmd = format!(
+        "{} -H {} run -it --rm busybox sh -c 'tty; stty size; exit 5'",
+        berth_tests::bin("berth").display(),
+        d.host()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COLUMNS", "100")
+        .env("LINES", "30")
+        .output()
+        .expect("script (util-linux) is needed for the TTY test");
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert_eq!(o.status.code(), Some(5), "{out}");
+}

@@ -1,0 +1,43 @@
+"""docker-py smoke test against berthd (DOCKER_HOST points at it)."""
+import io
+import sys
+
+import docker
+
+client = docker.from_env(version="auto")
+assert client.ping()
+print("version", client.version()["ApiVersion"])
+
+# images: load, tag, remove
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+images = client.images.load(data)
+assert any("pybox:latest" in t for img in images for t in img.tags), images
+img = client.images.get("pybox:latest")
+assert img.tag("pybox", "v2")
+assert "pybox:v2" in client.images.get("pybox:v2").tags
+
+# containers: run with output, logs, exec, remove
+out = client.containers.run("pybox:latest", ["echo", "hello from docker-py"], remove=True)
+assert out == b"hello from docker-py\n", out
+c = client.containers.run("pybox:latest", ["sh", "-c", "echo started; sleep 100"], detach=True, name="py1")
+c.reload()
+assert c.status == "running", c.status
+res = c.exec_run(["sh", "-c", "echo exec-out; exit 3"])
+assert res.exit_code == 3 and res.output == b"exec-out\n", res
+for _ in range(100):
+    if b"started" in c.logs():
+        break
+assert c.logs() == b"started\n", c.logs()
+assert [x.name for x in client.containers.list()] == ["py1"]
+c.stop(timeout=1)
+c.reload()
+assert c.status == "exited"
+assert c.wait()["StatusCode"] == 137
+c.remove()
+assert client.containers.list(all=True) == []
+
+client.images.remove("pybox:v2")
+client.images.remove("pybox:latest")
+assert all("pybox:latest" not in i.tags for i in client.images.list())
+print("docker-py smoke: ok")
