@@ -1,0 +1,302 @@
+//! Container lifecycle commands that do not hijack a stream.
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use hyper::Method;
+
+use super::{confirm, filters_json, for_each};
+use crate::args::{
+    ContainerPruneArgs, KillArgs, LogsArgs, NamesArgs, RenameArgs, RestartArgs, RmArgs, StopArgs,
+    TopArgs,
+};
+use crate::client::{daemon_error, q, CliError, CliResult, Client};
+use crate::units;
+
+pub async fn stop(c: &Client, a: StopArgs) -> CliResult<()> {
+    for_each(&a.containers, |name| {
+        let opts = bollard::query_parameters::StopContainerOptions {
+            signal: a.signal.clone(),
+            t: a.time,
+        };
+        async move {
+            c.docker
+                .stop_container(&name, Some(opts))
+                .await
+                .map_err(|e| c.err(e))?;
+            println!("{name}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn restart(c: &Client, a: RestartArgs) -> CliResult<()> {
+    for_each(&a.containers, |name| {
+        let opts = bollard::query_parameters::RestartContainerOptions {
+            signal: a.signal.clone(),
+            t: a.time,
+        };
+        async move {
+            c.docker
+                .restart_container(&name, Some(opts))
+                .await
+                .map_err(|e| c.err(e))?;
+            println!("{name}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn kill(c: &Client, a: KillArgs) -> CliResult<()> {
+    for_each(&a.containers, |name| {
+        let opts = bollard::query_parameters::KillContainerOptions {
+            signal: a.signal.clone().unwrap_or_else(|| "KILL".into()),
+        };
+        async move {
+            c.docker
+                .kill_container(&name, Some(opts))
+                .await
+                .map_err(|e| c.err(e))?;
+            println!("{name}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn rm(c: &Client, a: RmArgs) -> CliResult<()> {
+    for_each(&a.containers, |name| {
+        let opts = bollard::query_parameters::RemoveContainerOptions {
+            v: a.volumes,
+            force: a.force,
+            link: a.link,
+        };
+        async move {
+            c.docker
+                .remove_container(&name, Some(opts))
+                .await
+                .map_err(|e| c.err(e))?;
+            println!("{name}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn rename(c: &Client, a: RenameArgs) -> CliResult<()> {
+    let opts = bollard::query_parameters::RenameContainerOptions {
+        name: a.new_name.clone(),
+    };
+    c.docker
+        .rename_container(&a.container, opts)
+        .await
+        .map_err(|e| c.err(e))
+}
+
+pub async fn pause(c: &Client, a: NamesArgs, pause: bool) -> CliResult<()> {
+    for_each(&a.containers, |name| async move {
+        let r = if pause {
+            c.docker.pause_container(&name).await
+        } else {
+            c.docker.unpause_container(&name).await
+        };
+        r.map_err(|e| c.err(e))?;
+        println!("{name}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn wait(c: &Client, a: NamesArgs) -> CliResult<()> {
+    for_each(&a.containers, |name| async move {
+        let mut s = c.docker.wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        match s.next().await {
+            Some(Ok(r)) => println!("{}", r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                println!("{code}")
+            }
+            Some(Err(e)) => return Err(c.err(e)),
+            None => {}
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub async fn top(c: &Client, a: TopArgs) -> CliResult<()> {
+    let mut path = format!("/containers/{}/top", q(&a.container));
+    if !a.ps_args.is_empty() {
+        path.push_str(&format!("?ps_args={}", q(&a.ps_args.join(" "))));
+    }
+    let v = c.get_json(&path).await?;
+    let mut out = String::new();
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    out.push_str(&strs(&v["Titles"]).join("\t"));
+    out.push('\n');
+    if let Some(rows) = v["Processes"].as_array() {
+        for r in rows {
+            out.push_str(&strs(r).join("\t"));
+            out.push('\n');
+        }
+    }
+    // docker top uses a wider minimum cell (20) than the other tables.
+    print!("{}", crate::table::tabwrite_min(&out, 20));
+    Ok(())
+}
+
+pub async fn prune(c: &Client, a: ContainerPruneArgs) -> CliResult<()> {
+    if !a.force && !confirm("WARNING! This will remove all stopped containers.") {
+        return Ok(());
+    }
+    let mut path = "/containers/prune".to_string();
+    if let Some(f) = filters_json(&a.filter)? {
+        path.push_str(&format!("?filters={}", q(&f)));
+    }
+    let (status, body) = c.raw(Method::POST, &path, None, None).await?;
+    if !status.is_success() {
+        return Err(daemon_error(status, &body));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut reclaimed = 0;
+    if let Some(ids) = v["ContainersDeleted"].as_array().filter(|a| !a.is_empty()) {
+        let mut out = "Deleted Containers:\n".to_string();
+        for id in ids {
+            out.push_str(id.as_str().unwrap_or_default());
+            out.push('\n');
+        }
+        println!("{out}");
+        reclaimed = v["SpaceReclaimed"].as_u64().unwrap_or(0);
+    }
+    println!(
+        "Total reclaimed space: {}",
+        units::human_size(reclaimed as f64)
+    );
+    Ok(())
+}
+
+/// Splits docker's multiplexed stream (8-byte headers: stream, 0,0,0, big-endian length).
+#[derive(Default)]
+pub struct Demux {
+    buf: BytesMut,
+}
+
+impl Demux {
+    /// Feeds bytes; returns complete (stream, payload) frames.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while self.buf.len() >= 8 {
+            let len =
+                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
+            if self.buf.len() < 8 + len {
+                break;
+            }
+            let kind = self.buf[0];
+            self.buf.advance(8);
+            out.push((kind, self.buf.split_to(len).to_vec()));
+        }
+        out
+    }
+}
+
+pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
+    let info = c
+        .docker
+        .inspect_container(
+            &a.container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|e| c.err(e))?;
+    let tty = info.config.and_then(|c| c.tty).unwrap_or(false);
+    let now = chrono::Utc::now().timestamp();
+    let mut path = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&tail={}",
+        q(&a.container),
+        q(&a.tail)
+    );
+    if a.follow {
+        path.push_str("&follow=1");
+    }
+    if a.timestamps {
+        path.push_str("&timestamps=1");
+    }
+    if a.details {
+        path.push_str("&details=1");
+    }
+    for (flag, val) in [("since", &a.since), ("until", &a.until)] {
+        if let Some(v) = val {
+            let t = units::parse_timestamp(v, now).map_err(|e| CliError::new(1, e))?;
+            path.push_str(&format!("&{flag}={t}"));
+        }
+    }
+    let resp = c.raw_stream(Method::GET, &path, None, None).await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let b = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(daemon_error(status, &b));
+    }
+    let mut demux = Demux::default();
+    use std::io::Write;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CliError::new(1, format!("error reading logs: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if tty {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&data)?;
+            o.flush()?;
+            continue;
+        }
+        for (kind, payload) in demux.feed(&data) {
+            if kind == 2 {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&payload)?;
+                e.flush()?;
+            } else {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&payload)?;
+                o.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demux_splits_frames_across_reads() {
+        let mut d = Demux::default();
+        let mut data = vec![1, 0, 0, 0, 0, 0, 0, 3];
+        data.extend_from_slice(b"out");
+        data.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
+        data.extend_from_slice(b"er");
+        let frames = d.feed(&data);
+        assert_eq!(frames, vec![(1, b"out".to_vec())]);
+        let frames = d.feed(b"r\n");
+        assert_eq!(frames, vec![(2, b"err\n".to_vec())]);
+        assert!(d.feed(&[]).is_empty());
+    }
+}

@@ -1,0 +1,294 @@
+//! `version` and `info`.
+
+use gtmpl::Value;
+use serde_json::Value as J;
+
+use crate::args::FormatArgs;
+use crate::client::{CliError, CliResult, Client};
+use crate::tmpl::{self, object, Tmpl};
+use crate::units;
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+fn client_info() -> Value {
+    let api = berth_api::version::API_VERSION;
+    object(vec![
+        ("Platform", object(vec![("Name", Value::from(""))])),
+        ("Version", Value::from(env!("CARGO_PKG_VERSION"))),
+        ("ApiVersion", Value::from(api)),
+        ("APIVersion", Value::from(api)),
+        ("DefaultAPIVersion", Value::from(api)),
+        (
+            "GitCommit",
+            Value::from(option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown")),
+        ),
+        ("GoVersion", Value::from("n/a (rust)")),
+        ("Os", Value::from(std::env::consts::OS)),
+        ("Arch", Value::from(go_arch())),
+        (
+            "BuildTime",
+            Value::from(option_env!("BERTH_BUILD_TIME").unwrap_or("unknown")),
+        ),
+        ("Context", Value::from("default")),
+    ])
+}
+
+/// Pads a label like docker's tabwriter (minwidth 20, padding 1) does for `version`.
+fn line(label: &str, value: impl std::fmt::Display) -> String {
+    format!("{label:<19} {value}\n")
+}
+
+fn s(v: &J) -> String {
+    match v {
+        J::String(s) => s.clone(),
+        J::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn version(c: &Client, a: FormatArgs) -> CliResult<()> {
+    let server = c.get_json("/version").await;
+    if let Some(f) = &a.format {
+        let t = Tmpl::parse(f)?;
+        let mut server_v = server.as_ref().map(tmpl::from_json).unwrap_or(Value::Nil);
+        if let Value::Map(m) = &mut server_v {
+            // Go field names differ from the JSON keys for these two.
+            if let Some(v) = m.get("ApiVersion").cloned() {
+                m.insert("APIVersion".into(), v);
+            }
+            if let Some(v) = m.get("MinAPIVersion").cloned() {
+                m.insert("MinAPIVersion".into(), v);
+            }
+        }
+        let ctx = object(vec![("Client", client_info()), ("Server", server_v)]);
+        println!("{}", t.render(&ctx)?);
+        return server.map(|_| ());
+    }
+    let api = berth_api::version::API_VERSION;
+    let mut out = String::from("Client:\n");
+    out.push_str(&line(" Version:", env!("CARGO_PKG_VERSION")));
+    out.push_str(&line(" API version:", api));
+    out.push_str(&line(" Go version:", "n/a (rust)"));
+    out.push_str(&line(
+        " Git commit:",
+        option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+    ));
+    out.push_str(&line(
+        " Built:",
+        option_env!("BERTH_BUILD_TIME").unwrap_or("unknown"),
+    ));
+    out.push_str(&line(
+        " OS/Arch:",
+        format!("{}/{}", std::env::consts::OS, go_arch()),
+    ));
+    out.push_str(&line(" Context:", "default"));
+    let sv = match server {
+        Ok(v) => v,
+        Err(e) => {
+            print!("{out}");
+            println!();
+            return Err(e);
+        }
+    };
+    out.push_str("\nServer:");
+    let pname = s(&sv["Platform"]["Name"]);
+    if !pname.is_empty() {
+        out.push(' ');
+        out.push_str(&pname);
+    }
+    out.push('\n');
+    let components = sv["Components"].as_array().cloned().unwrap_or_default();
+    if components.is_empty() {
+        out.push_str(" Engine:\n");
+        out.push_str(&line("  Version:", s(&sv["Version"])));
+        out.push_str(&line(
+            "  API version:",
+            format!(
+                "{} (minimum version {})",
+                s(&sv["ApiVersion"]),
+                s(&sv["MinAPIVersion"])
+            ),
+        ));
+    }
+    for comp in components {
+        let name = s(&comp["Name"]);
+        out.push_str(&format!(" {name}:\n"));
+        let d = &comp["Details"];
+        if name == "Engine" {
+            out.push_str(&line("  Version:", s(&comp["Version"])));
+            out.push_str(&line(
+                "  API version:",
+                format!(
+                    "{} (minimum version {})",
+                    s(&d["ApiVersion"]),
+                    s(&d["MinAPIVersion"])
+                ),
+            ));
+            out.push_str(&line("  Go version:", s(&d["GoVersion"])));
+            out.push_str(&line("  Git commit:", s(&d["GitCommit"])));
+            out.push_str(&line("  Built:", s(&d["BuildTime"])));
+            out.push_str(&line(
+                "  OS/Arch:",
+                format!("{}/{}", s(&d["Os"]), s(&d["Arch"])),
+            ));
+            out.push_str(&line("  Experimental:", s(&d["Experimental"])));
+            let kv = s(&d["KernelVersion"]);
+            if !kv.is_empty() {
+                out.push_str(&line("  Kernel Version:", kv));
+            }
+        } else {
+            out.push_str(&line("  Version:", s(&comp["Version"])));
+            if let Some(m) = d.as_object() {
+                for (k, v) in m {
+                    out.push_str(&line(&format!("  {k}:"), s(v)));
+                }
+            }
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+pub fn render_info(v: &J) -> String {
+    let mut o = String::new();
+    o.push_str("Client:\n");
+    o.push_str(&format!(" Version:    {}\n", env!("CARGO_PKG_VERSION")));
+    o.push_str(" Context:    default\n");
+    o.push_str(" Debug Mode: false\n\n");
+    o.push_str("Server:\n");
+    let n = |k: &str| v[k].as_i64().unwrap_or(0);
+    o.push_str(&format!(" Containers: {}\n", n("Containers")));
+    o.push_str(&format!("  Running: {}\n", n("ContainersRunning")));
+    o.push_str(&format!("  Paused: {}\n", n("ContainersPaused")));
+    o.push_str(&format!("  Stopped: {}\n", n("ContainersStopped")));
+    o.push_str(&format!(" Images: {}\n", n("Images")));
+    o.push_str(&format!(" Server Version: {}\n", s(&v["ServerVersion"])));
+    o.push_str(&format!(" Storage Driver: {}\n", s(&v["Driver"])));
+    if let Some(st) = v["DriverStatus"].as_array() {
+        for pair in st {
+            if let Some([k, val]) = pair.as_array().map(|a| a.as_slice()) {
+                o.push_str(&format!("  {}: {}\n", s(k), s(val)));
+            }
+        }
+    }
+    o.push_str(&format!(" Logging Driver: {}\n", s(&v["LoggingDriver"])));
+    o.push_str(&format!(" Cgroup Driver: {}\n", s(&v["CgroupDriver"])));
+    o.push_str(&format!(" Cgroup Version: {}\n", s(&v["CgroupVersion"])));
+    let runtimes: Vec<String> = v["Runtimes"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if !runtimes.is_empty() {
+        o.push_str(&format!(" Runtimes: {}\n", runtimes.join(" ")));
+        o.push_str(&format!(" Default Runtime: {}\n", s(&v["DefaultRuntime"])));
+    }
+    o.push_str(&format!(" Kernel Version: {}\n", s(&v["KernelVersion"])));
+    o.push_str(&format!(
+        " Operating System: {}\n",
+        s(&v["OperatingSystem"])
+    ));
+    o.push_str(&format!(" OSType: {}\n", s(&v["OSType"])));
+    o.push_str(&format!(" Architecture: {}\n", s(&v["Architecture"])));
+    o.push_str(&format!(" CPUs: {}\n", n("NCPU")));
+    o.push_str(&format!(
+        " Total Memory: {}\n",
+        units::bytes_size(n("MemTotal") as f64)
+    ));
+    o.push_str(&format!(" Name: {}\n", s(&v["Name"])));
+    o.push_str(&format!(" ID: {}\n", s(&v["ID"])));
+    o.push_str(&format!(" Docker Root Dir: {}\n", s(&v["DockerRootDir"])));
+    o.push_str(&format!(
+        " Debug Mode: {}\n",
+        v["Debug"].as_bool().unwrap_or(false)
+    ));
+    o.push_str(&format!(
+        " Experimental: {}\n",
+        v["ExperimentalBuild"].as_bool().unwrap_or(false)
+    ));
+    let insecure: Vec<String> = v["RegistryConfig"]["InsecureRegistryCIDRs"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    if !insecure.is_empty() {
+        o.push_str(" Insecure Registries:\n");
+        for i in insecure {
+            o.push_str(&format!("  {i}\n"));
+        }
+    }
+    o.push_str(&format!(
+        " Live Restore Enabled: {}\n",
+        v["LiveRestoreEnabled"].as_bool().unwrap_or(false)
+    ));
+    if let Some(w) = v["Warnings"].as_array().filter(|w| !w.is_empty()) {
+        o.push('\n');
+        for x in w {
+            o.push_str(&s(x));
+            o.push('\n');
+        }
+    }
+    o
+}
+
+pub async fn info(c: &Client, a: FormatArgs) -> CliResult<()> {
+    let v = c.get_json("/info").await;
+    if let Some(f) = &a.format {
+        let t = Tmpl::parse(f)?;
+        let mut ctx = v
+            .as_ref()
+            .map(tmpl::from_json)
+            .unwrap_or(Value::Map(Default::default()));
+        if let Value::Map(m) = &mut ctx {
+            m.insert("ClientInfo".into(), client_info());
+        }
+        let out = t.render(&ctx)?;
+        println!("{out}");
+        return v.map(|_| ());
+    }
+    match v {
+        Ok(v) => {
+            print!("{}", render_info(&v));
+            Ok(())
+        }
+        Err(e) => {
+            print!(
+                "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n\nServer:\n",
+                env!("CARGO_PKG_VERSION")
+            );
+            Err(CliError::new(
+                e.code,
+                format!("ERROR: {}\nerrors pretty printing info", e.msg),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_renders_key_fields() {
+        let v = serde_json::json!({"Containers": 3, "ContainersRunning": 1, "ContainersPaused": 0,
+            "ContainersStopped": 2, "Images": 4, "ServerVersion": "0.1.0", "Driver": "overlay2",
+            "NCPU": 2, "MemTotal": 4294967296u64, "Name": "host"});
+        let out = render_info(&v);
+        assert!(
+            out.contains(" Containers: 3\n  Running: 1\n  Paused: 0\n  Stopped: 2\n Images: 4\n")
+        );
+        assert!(out.contains(" Total Memory: 4GiB\n"));
+        assert!(out.contains(" Storage Driver: overlay2\n"));
+    }
+
+    #[test]
+    fn version_lines_are_aligned() {
+        assert_eq!(line(" Version:", "1"), " Version:           1\n");
+        assert_eq!(line("  API version:", "1.47"), "  API version:      1.47\n");
+    }
+}

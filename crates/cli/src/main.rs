@@ -1,0 +1,84 @@
+//! berth: a docker-compatible command line client for berthd (or any Docker Engine API).
+
+mod args;
+mod client;
+mod cmd;
+mod jsonfmt;
+mod opts;
+mod stream;
+mod table;
+mod tmpl;
+mod units;
+
+use clap::Parser;
+
+use crate::args::Cli;
+use crate::client::{resolve_host, CliError, Client};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    std::process::exit(0);
+                }
+                _ => {
+                    // docker exits 125 on usage errors.
+                    let _ = e.print();
+                    std::process::exit(125);
+                }
+            }
+        }
+    };
+    if cli.version {
+        println!(
+            "berth version {}, build {}",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown")
+        );
+        std::process::exit(0);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(run(cli));
+    // Exit without dropping the runtime: a blocking stdin read would otherwise keep
+    // the process alive after the container has gone.
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return 0;
+    };
+    let host = resolve_host(cli.host.as_deref());
+    let result = async {
+        let client = Client::new(&host)?;
+        cmd::dispatch(&client, command).await
+    }
+    .await;
+    match result {
+        Ok(()) => 0,
+        Err(CliError { msg, code }) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            code
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! `run`/`create` flags to the API's container config, as docker/cli's opts.go does it.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+
+use crate::args::ContainerOpts;
+use crate::units::{parse_cpus, ram_in_bytes};
+
+/// The create body plus what the CLI itself needs to know.
+pub struct Parsed {
+    pub body: ContainerCreateBody,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+}
+
+/// Reads docker env-files: `KEY=value`, bare `KEY` taken from our environment,
+/// blank lines and `#` comments skipped.
+pub fn parse_env_file(content: &str, path: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for line in content.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (var, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        let var = var.trim_start();
+        if var.is_empty() {
+            return Err(format!(
+                "invalid env file ({path}): no variable name on line '{line}'"
+            ));
+        }
+        if var.contains(char::is_whitespace) {
+            return Err(format!("variable '{var}' contains whitespaces"));
+        }
+        match value {
+            Some(v) => out.push(format!("{var}={v}")),
+            None => {
+                if let Ok(v) = std::env::var(var) {
+                    out.push(format!("{var}={v}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `-e KEY` takes KEY from our environment (and is dropped if unset), like docker.
+pub fn expand_env(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
+}
+
+pub fn collect_env(env_files: &[String], env: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for f in env_files {
+        let content = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
+        out.extend(parse_env_file(&content, f)?);
+    }
+    out.extend(expand_env(env));
+    Ok(out)
+}
+
+pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (s, None),
+    };
+    let name_enum = match name {
+        "" | "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => return Err(format!("invalid restart policy '{name}'")),
+    };
+    let maximum_retry_count = match count {
+        Some(c) if name == "on-failure" => Some(c.parse::<i64>().map_err(|_| {
+            format!("invalid restart policy format: maximum retry count must be an integer: {c}")
+        })?),
+        Some(_) => return Err(format!(
+            "invalid restart policy format: maximum retry count can only be used with 'on-failure'"
+        )),
+        None => None,
+    };
+    Ok(RestartPolicy {
+        name: Some(name_enum),
+        maximum_retry_count,
+    })
+}
+
+/// `--ulimit nofile=1024:2048` (hard defaults to soft).
+pub fn parse_ulimit(s: &str) -> Result<ResourcesUlimits, String> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {s}"))?;
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (vals, vals),
+    };
+    let soft: i64 = soft
+        .parse()
+        .map_err(|_| format!("invalid ulimit soft value: {soft}"))?;
+    let hard: i64 = hard
+        .parse()
+        .map_err(|_| format!("invalid ulimit hard value: {hard}"))?;
+    if soft > hard {
+        return Err(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        ));
+    }
+    Ok(ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(soft),
+        hard: Some(hard),
+    })
+}
+
+fn kv_map(items: &[String], what: &str) -> Result<HashMap<String, String>, String> {
+    let mut m = HashMap::new();
+    for i in items {
+        match i.split_once('=') {
+            Some((k, v)) => {
+                m.insert(k.to_string(), v.to_string());
+            }
+            None if what == "label" => {
+                m.insert(i.clone(), String::new());
+            }
+            None => return Err(format!("invalid {what} format: {i}")),
+        }
+    }
+    Ok(m)
+}
+
+/// `-p [ip:][hostPort:]containerPort[/proto]` → ("80/tcp", binding).
+pub fn parse_publish(s: &str) -> Result<(String, PortBinding), String> {
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, p)) => (a, p),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let (cport, hport, ip) = match parts.as_slice() {
+        [c] => (*c, "", ""),
+        [c, h] => (*c, *h, ""),
+        [c, h, ip] => (*c, *h, *ip),
+        _ => return Err(format!("invalid port format: {s}")),
+    };
+    if cport.is_empty() || !cport.chars().all(|c| c.is_ascii_digit() || c == '-') {
+        return Err(format!("invalid containerPort: {cport}"));
+    }
+    Ok((
+        format!("{cport}/{proto}"),
+        PortBinding {
+            host_ip: Some(ip.trim_matches(['[', ']']).to_string()),
+            host_port: Some(hport.to_string()),
+        },
+    ))
+}
+
+pub fn build(
+    o: &ContainerOpts,
+    image: &str,
+    cmd: &[String],
+    detach: bool,
+) -> Result<Parsed, String> {
+    let env = collect_env(&o.env_file, &o.env)?;
+    let labels = kv_map(&o.label, "label")?;
+    let sysctls = kv_map(&o.sysctl, "sysctl")?;
+
+    // docker: with neither -d nor -a, attach stdout+stderr (and stdin with -i).
+    let mut attach_stdin = o.attach.iter().any(|a| a.eq_ignore_ascii_case("stdin"));
+    let mut attach_stdout = o.attach.iter().any(|a| a.eq_ignore_ascii_case("stdout"));
+    let mut attach_stderr = o.attach.iter().any(|a| a.eq_ignore_ascii_case("stderr"));
+    for a in &o.attach {
+        if !["stdin", "stdout", "stderr"].contains(&a.to_ascii_lowercase().as_str()) {
+            return Err(format!("invalid argument \"{a}\" for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"));
+        }
+    }
+    if detach && !o.attach.is_empty() {
+        return Err("conflicting options: cannot specify both --attach and --detach".into());
+    }
+    if o.attach.is_empty() && !detach {
+        attach_stdout = true;
+        attach_stderr = true;
+        if o.interactive {
+            attach_stdin = true;
+        }
+    }
+
+    let memory = o.memory.as_deref().map(ram_in_bytes).transpose()?;
+    let memory_swap = match o.memory_swap.as_deref() {
+        Some("-1") => Some(-1),
+        Some(s) => Some(ram_in_bytes(s)?),
+        None => None,
+    };
+    let memory_reservation = o
+        .memory_reservation
+        .as_deref()
+        .map(ram_in_bytes)
+        .transpose()?;
+    let shm_size = o.shm_size.as_deref().map(ram_in_bytes).transpose()?;
+    let nano_cpus = o.cpus.as_deref().map(parse_cpus).transpose()?;
+    let ulimits = o
+        .ulimit
+        .iter()
+        .map(|u| parse_ulimit(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let restart = parse_restart(&o.restart)?;
+    if o.rm && !matches!(restart.name, Some(RestartPolicyNameEnum::NO) | None) {
+        return Err("conflicting options: cannot specify both --restart and --rm".into());
+    }
+
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &o.publish {
+        let (port, b) = parse_publish(p)?;
+        if !exposed.contains(&port) {
+            exposed.push(port.clone());
+        }
+        bindings
+            .entry(port)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(b);
+    }
+    for e in &o.expose {
+        let port = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
+        if !exposed.contains(&port) {
+            exposed.push(port);
+        }
+    }
+    let tmpfs: HashMap<String, String> = o
+        .tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((p, opts)) => (p.to_string(), opts.to_string()),
+            None => (t.clone(), String::new()),
+        })
+        .collect();
+
+    // docker: an empty --entrypoint resets it to [""] ... we send [] which the API treats the same.
+    let entrypoint = o.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            vec![String::new()]
+        } else {
+            vec![e.clone()]
+        }
+    });
+
+    let host_config = HostConfig {
+        auto_remove: Some(o.rm),
+        memory,
+        memory_swap,
+        memory_reservation,
+        nano_cpus,
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        pids_limit: o.pids_limit,
+        cap_add: (!o.cap_add.is_empty()).then(|| o.cap_add.clone()),
+        cap_drop: (!o.cap_drop.is_empty()).then(|| o.cap_drop.clone()),
+        privileged: Some(o.privileged),
+        readonly_rootfs: Some(o.read_only),
+        security_opt: (!o.security_opt.is_empty()).then(|| o.security_opt.clone()),
+        network_mode: Some(o.network.clone().unwrap_or_else(|| "default".into())),
+        init: o.init.then_some(true),
+        group_add: (!o.group_add.is_empty()).then(|| o.group_add.clone()),
+        ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        shm_size,
+        sysctls: (!sysctls.is_empty()).then_some(sysctls),
+        restart_policy: Some(restart),
+        binds: (!o.volume.is_empty()).then(|| o.volume.clone()),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
+        extra_hosts: (!o.add_host.is_empty()).then(|| o.add_host.clone()),
+        ..Default::default()
+    };
+
+    let body = ContainerCreateBody {
+        hostname: o.hostname.clone(),
+        domainname: o.domainname.clone(),
+        user: o.user.clone(),
+        attach_stdin: Some(attach_stdin),
+        attach_stdout: Some(attach_stdout),
+        attach_stderr: Some(attach_stderr),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        tty: Some(o.tty),
+        open_stdin: Some(o.interactive),
+        stdin_once: Some(attach_stdin),
+        env: Some(env),
+        cmd: (!cmd.is_empty()).then(|| cmd.to_vec()),
+        image: Some(image.to_string()),
+        working_dir: o.workdir.clone(),
+        entrypoint,
+        labels: Some(labels),
+        stop_signal: o.stop_signal.clone(),
+        stop_timeout: o.stop_timeout,
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    Ok(Parsed {
+        body,
+        attach_stdin,
+        attach_stdout,
+        attach_stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_parsing() {
+        std::env::set_var("BERTH_TEST_ENV_FROM_HOST", "h");
+        let content = "# comment\n\nA=1\n  B=two words\nBERTH_TEST_ENV_FROM_HOST\nBERTH_TEST_UNSET_VAR_X\nC=\n";
+        assert_eq!(
+            parse_env_file(content, "f"),
+            Ok(vec![
+                "A=1".to_string(),
+                "B=two words".to_string(),
+                "BERTH_TEST_ENV_FROM_HOST=h".to_string(),
+                "C=".to_string()
+            ])
+        );
+        assert!(parse_env_file("BAD KEY=1\n", "f").is_err());
+    }
+
+    #[test]
+    fn restart_and_ulimits() {
+        assert!(matches!(
+            parse_restart("on-failure:3"),
+            Ok(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(3)
+            })
+        ));
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("sometimes").is_err());
+        let u = parse_ulimit("nofile=1024:2048");
+        assert!(matches!(
+            u,
+            Ok(ResourcesUlimits {
+                soft: Some(1024),
+                hard: Some(2048),
+                ..
+            })
+        ));
+        let u = parse_ulimit("nproc=10");
+        assert!(matches!(
+            u,
+            Ok(ResourcesUlimits {
+                soft: Some(10),
+                hard: Some(10),
+                ..
+            })
+        ));
+        assert!(parse_ulimit("nofile=10:5").is_err());
+    }
+
+    #[test]
+    fn publish_specs() {
+        let (p, b) = parse_publish("127.0.0.1:8080:80/udp").unwrap_or_default();
+        assert_eq!(p, "80/udp");
+        assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(b.host_port.as_deref(), Some("8080"));
+        let (p, _) = parse_publish("80").unwrap_or_default();
+        assert_eq!(p, "80/tcp");
+        assert!(parse_publish("x:y").is_err());
+    }
+
+    #[test]
+    fn build_maps_flags() {
+        let o = ContainerOpts {
+            interactive: true,
+            tty: true,
+            rm: true,
+            env: vec!["A=1".into()],
+            label: vec!["k=v".into(), "flag".into()],
+            memory: Some("512m".into()),
+            memory_swap: Some("-1".into()),
+            cpus: Some("0.5".into()),
+            restart: "no".into(),
+            network: Some("none".into()),
+            ..Default::default()
+        };
+        let p = build(&o, "busybox", &["sh".into()], false).map_err(|e| e.to_string());
+        let Ok(p) = p else {
+            panic!("{p:?}", p = p.err())
+        };
+        assert!(p.attach_stdin && p.attach_stdout && p.attach_stderr);
+        let b = p.body;
+        assert_eq!(b.open_stdin, Some(true));
+        assert_eq!(b.stdin_once, Some(true));
+        assert_eq!(b.cmd, Some(vec!["sh".to_string()]));
+        let labels = b.labels.unwrap_or_default();
+        assert_eq!(labels.get("flag").map(String::as_str), Some(""));
+        let hc = b.host_config.unwrap_or_default();
+        assert_eq!(hc.memory, Some(512 * 1024 * 1024));
+        assert_eq!(hc.memory_swap, Some(-1));
+        assert_eq!(hc.nano_cpus, Some(500_000_000));
+        assert_eq!(hc.auto_remove, Some(true));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+
+        let o = ContainerOpts {
+            restart: "always".into(),
+            rm: true,
+            ..Default::default()
+        };
+        assert!(build(&o, "x", &[], true).is_err());
+        let o = ContainerOpts {
+            restart: "no".into(),
+            ..Default::default()
+        };
+        let Ok(p) = build(&o, "x", &[], true) else {
+            panic!()
+        };
+        assert!(!p.attach_stdout && !p.attach_stdin);
+    }
+}

@@ -1,0 +1,374 @@
+//! Hijacked-stream plumbing: raw terminal mode, stdin forwarding with detach keys,
+//! output demultiplexing, terminal resize and signal proxying.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+
+use bollard::container::LogOutput;
+use futures::{Stream, StreamExt};
+use nix::sys::termios::{self, SetArg, Termios};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::client::{CliError, CliResult};
+
+/// docker's default detach sequence: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// Puts the local terminal into raw mode and restores it when dropped.
+pub struct RawGuard {
+    orig: Termios,
+}
+
+impl RawGuard {
+    /// Returns None when stdin is not a terminal.
+    pub fn new() -> Option<RawGuard> {
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd();
+        let orig = termios::tcgetattr(fd).ok()?;
+        let mut raw = orig.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawGuard { orig })
+    }
+}
+
+impl Drop for RawGuard {
+    fn drop(&mut self) {
+        let stdin = std::io::stdin();
+        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &self.orig);
+    }
+}
+
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false)
+}
+
+pub fn stdin_is_tty() -> bool {
+    is_tty(std::io::stdin().as_fd())
+}
+
+pub fn stdout_is_tty() -> bool {
+    is_tty(std::io::stdout().as_fd())
+}
+
+/// The local terminal's (height, width), from stdout or stdin.
+pub fn tty_size() -> Option<(u16, u16)> {
+    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass; fd is ours.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if r == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
+/// Parses docker's `--detach-keys` ("ctrl-p,ctrl-q", "a,ctrl-@").
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for key in s.split(',') {
+        let k = key.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [b] if b.is_ascii_lowercase() => b - b'a' + 1,
+                [b] if b.is_ascii_uppercase() => b - b'A' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(format!("Unknown character: '{c}'")),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(format!("Unknown character: '{k}'"));
+        }
+    }
+    Ok(out)
+}
+
+/// Watches stdin bytes for the detach sequence, holding back a partial match
+/// (docker's term.EscapeProxy).
+pub struct EscapeProxy {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+pub enum Escaped {
+    Forward(Vec<u8>),
+    Detach,
+}
+
+impl EscapeProxy {
+    pub fn new(keys: Vec<u8>) -> EscapeProxy {
+        EscapeProxy { keys, matched: 0 }
+    }
+
+    pub fn feed(&mut self, data: &[u8]) -> Escaped {
+        if self.keys.is_empty() {
+            return Escaped::Forward(data.to_vec());
+        }
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return Escaped::Detach;
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        Escaped::Forward(out)
+    }
+}
+
+/// Reads stdin on a plain thread (a blocking read cannot be cancelled; we exit the
+/// process without joining it).
+pub fn stdin_channel() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The daemon closed the output stream (the process ended or detached).
+    Eof,
+    /// The user typed the detach sequence.
+    Detached,
+}
+
+pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Writes one frame to the matching local descriptor.
+pub fn write_frame(frame: LogOutput) -> std::io::Result<()> {
+    match frame {
+        LogOutput::StdErr { message } => {
+            let mut e = std::io::stderr().lock();
+            e.write_all(&message)?;
+            e.flush()
+        }
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&message)?;
+            o.flush()
+        }
+        LogOutput::StdIn { .. } => Ok(()),
+    }
+}
+
+/// Pumps a hijacked attach: output to our fds, stdin (if wanted) to the container.
+/// Returns when the output ends or the user detaches.
+pub async fn pump(
+    mut output: Output,
+    mut input: Input,
+    stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    detach_keys: Option<Vec<u8>>,
+) -> CliResult<StreamEnd> {
+    let (det_tx, mut det_rx) = mpsc::channel::<()>(1);
+    if let Some(mut rx) = stdin {
+        let mut proxy = detach_keys.map(EscapeProxy::new);
+        tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                let data = match proxy.as_mut().map(|p| p.feed(&chunk)) {
+                    Some(Escaped::Detach) => {
+                        let _ = det_tx.send(()).await;
+                        return;
+                    }
+                    Some(Escaped::Forward(d)) => d,
+                    None => chunk,
+                };
+                if input.write_all(&data).await.is_err() || input.flush().await.is_err() {
+                    return;
+                }
+            }
+            // stdin EOF: close our write half so the container sees EOF too.
+            let _ = input.shutdown().await;
+            // Keep the detach channel open so EOF does not look like a detach.
+            std::future::pending::<()>().await;
+        });
+    } else {
+        // Not forwarding stdin: keep the write half open (closing it could end the
+        // attach on some daemons) until the output ends.
+        tokio::spawn(async move {
+            let _keep = input;
+            let _keep_tx = det_tx;
+            std::future::pending::<()>().await;
+        });
+    }
+    loop {
+        tokio::select! {
+            frame = output.next() => match frame {
+                Some(Ok(f)) => write_frame(f)?,
+                Some(Err(e)) => return Err(CliError::new(1, format!("error reading stream: {e}"))),
+                None => return Ok(StreamEnd::Eof),
+            },
+            Some(()) = det_rx.recv() => return Ok(StreamEnd::Detached),
+        }
+    }
+}
+
+/// Signals the CLI forwards to the container (docker proxies all but a few).
+const PROXIED: &[(libc::c_int, &str)] = &[
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+];
+
+/// Forwards our signals to the container with the kill API until dropped.
+pub fn proxy_signals(docker: bollard::Docker, id: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, mut rx) = mpsc::channel::<&'static str>(8);
+        for &(num, name) in PROXIED {
+            let Ok(mut s) = signal(SignalKind::from_raw(num)) else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    if tx.send(name).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        while let Some(name) = rx.recv().await {
+            let opts = bollard::query_parameters::KillContainerOptions {
+                signal: name.to_string(),
+            };
+            let _ = docker.kill_container(&id, Some(opts)).await;
+        }
+    })
+}
+
+/// What to resize: a container's TTY or an exec's.
+#[derive(Clone)]
+pub enum ResizeTarget {
+    Container(String),
+    Exec(String),
+}
+
+async fn resize_once(docker: &bollard::Docker, target: &ResizeTarget) -> bool {
+    let Some((h, w)) = tty_size() else {
+        return true;
+    };
+    match target {
+        ResizeTarget::Container(id) => docker
+            .resize_container_tty(
+                id,
+                bollard::query_parameters::ResizeContainerTTYOptions {
+                    h: h as i32,
+                    w: w as i32,
+                },
+            )
+            .await
+            .is_ok(),
+        ResizeTarget::Exec(id) => docker
+            .resize_exec(
+                id,
+                bollard::query_parameters::ResizeExecOptions {
+                    h: h as i32,
+                    w: w as i32,
+                },
+            )
+            .await
+            .is_ok(),
+    }
+}
+
+/// Initial resize (retried a few times, as docker does, since the process may not be
+/// up yet) and then one resize per SIGWINCH.
+pub fn monitor_tty_size(
+    docker: bollard::Docker,
+    target: ResizeTarget,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..5 {
+            if resize_once(&docker, &target).await {
+                break;
+            }
+            tokio::time::sleep(crate::client::POLL).await;
+        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut winch) = signal(SignalKind::window_change()) else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            resize_once(&docker, &target).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q"), Ok(vec![16, 17]));
+        assert_eq!(parse_detach_keys("a,ctrl-@,ctrl-["), Ok(vec![b'a', 0, 27]));
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("abc").is_err());
+    }
+
+    fn fwd(e: Escaped) -> Option<Vec<u8>> {
+        match e {
+            Escaped::Forward(v) => Some(v),
+            Escaped::Detach => None,
+        }
+    }
+
+    #[test]
+    fn escape_proxy_detects_and_forwards() {
+        let mut p = EscapeProxy::new(vec![16, 17]);
+        assert_eq!(fwd(p.feed(b"ls\n")), Some(b"ls\n".to_vec()));
+        // Partial match is held back, then released on mismatch.
+        assert_eq!(fwd(p.feed(&[16])), Some(vec![]));
+        assert_eq!(fwd(p.feed(b"x")), Some(vec![16, b'x']));
+        // Split across reads.
+        assert_eq!(fwd(p.feed(&[b'a', 16])), Some(vec![b'a']));
+        assert!(fwd(p.feed(&[17])).is_none());
+        // Repeated first key.
+        let mut p = EscapeProxy::new(vec![16, 17]);
+        assert_eq!(fwd(p.feed(&[16, 16])), Some(vec![16]));
+        assert!(fwd(p.feed(&[17])).is_none());
+    }
+}

@@ -1,0 +1,531 @@
+//! Go templates for `--format`, on gtmpl, with docker/cli's extra functions and
+//! Go's `fmt` printing of values (`[a b]`, `map[k:v]`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use gtmpl::{Context, FuncError, Template, Value};
+
+#[derive(Debug)]
+pub struct TemplateError(pub String);
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// A parsed `--format` template.
+pub struct Tmpl {
+    inner: Template,
+}
+
+impl Tmpl {
+    /// Parses a docker format string (without any `table` prefix).
+    pub fn parse(format: &str) -> Result<Tmpl, TemplateError> {
+        let mut t = Template::default();
+        t.add_funcs(&[
+            ("json", json as gtmpl::Func),
+            ("join", join as gtmpl::Func),
+            ("split", split as gtmpl::Func),
+            ("lower", lower as gtmpl::Func),
+            ("upper", upper as gtmpl::Func),
+            ("title", title as gtmpl::Func),
+            ("truncate", truncate as gtmpl::Func),
+            ("pad", pad as gtmpl::Func),
+            ("println", println as gtmpl::Func),
+            ("__gofmt", gofmt_fn as gtmpl::Func),
+            ("__label", label_fn as gtmpl::Func),
+        ]);
+        t.parse(rewrite(format))
+            .map_err(|e| TemplateError(format!("template parsing error: {e}")))?;
+        Ok(Tmpl { inner: t })
+    }
+
+    pub fn render(&self, data: &Value) -> Result<String, TemplateError> {
+        self.inner
+            .render(&Context::from(data.clone()))
+            .map_err(|e| TemplateError(format!("template: {e}")))
+    }
+}
+
+/// A `--format` value split the way docker/cli's formatter does it.
+pub struct Format {
+    pub table: bool,
+    pub body: String,
+}
+
+impl Format {
+    /// `default_table` is used for "" and "table"; "json" means `{{json .}}`.
+    pub fn new(format: Option<&str>, default_table: &str) -> Format {
+        let f = format.unwrap_or("");
+        let (table, body) = if f.is_empty() || f == "table" {
+            (true, default_table.to_string())
+        } else if f == "json" {
+            (false, "{{json .}}".to_string())
+        } else if let Some(rest) = f.strip_prefix("table ") {
+            (true, rest.trim().to_string())
+        } else {
+            (false, f.to_string())
+        };
+        // docker/cli turns the two-character sequences \t and \n into real ones.
+        let body = body.replace("\\t", "\t").replace("\\n", "\n");
+        Format { table, body }
+    }
+
+    /// Renders rows (and the header for tables) and aligns the columns.
+    pub fn render(&self, header: &Value, rows: &[Value]) -> Result<String, TemplateError> {
+        let t = Tmpl::parse(&self.body)?;
+        let mut out = String::new();
+        if self.table {
+            let h = t.render(header)?;
+            if !h.is_empty() {
+                out.push_str(&h);
+                out.push('\n');
+            }
+        }
+        for r in rows {
+            out.push_str(&t.render(r)?);
+            out.push('\n');
+        }
+        Ok(if self.table {
+            crate::table::tabwrite(&out)
+        } else {
+            out
+        })
+    }
+}
+
+const KEYWORDS: &[&str] = &[
+    "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+];
+
+/// Wraps every printing action in `__gofmt` so values print as Go prints them, and turns
+/// `.Label "k"` (a method call in docker's Go contexts) into a function call.
+fn rewrite(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 32);
+    let mut rest = src;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = find_action_end(after) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        out.push_str("{{");
+        out.push_str(&rewrite_action(inner));
+        out.push_str("}}");
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Finds the closing `}}` of an action, skipping string and char literals.
+fn find_action_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn rewrite_action(inner: &str) -> String {
+    let (lead, body) = match inner.strip_prefix("- ") {
+        Some(b) => ("- ", b),
+        None => ("", inner),
+    };
+    let (body, trail) = match body.strip_suffix(" -") {
+        Some(b) => (b, " -"),
+        None => (body, ""),
+    };
+    let trimmed = body.trim();
+    let first = trimmed
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
+    let is_control = KEYWORDS.contains(&first) || trimmed.starts_with("/*");
+    let is_decl = trimmed.starts_with('$') && (trimmed.contains(":=") || is_assign(trimmed));
+    let body = rewrite_label(body);
+    if is_control || is_decl || trimmed.is_empty() {
+        return format!("{lead}{body}{trail}");
+    }
+    format!("{lead}{body} | __gofmt{trail}")
+}
+
+fn is_assign(s: &str) -> bool {
+    // `$x = value` (not `==`, which is not Go template syntax anyway).
+    s.split_whitespace().nth(1) == Some("=")
+}
+
+/// `.Label "key"` → `(__label . "key")`.
+fn rewrite_label(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(pos) = rest.find(".Label ") {
+        let before_ok = pos == 0
+            || rest[..pos]
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_whitespace() || c == '(');
+        let arg = rest[pos + 7..].trim_start();
+        if before_ok && arg.starts_with('"') {
+            let skipped = rest[pos + 7..].len() - arg.len();
+            if let Some(close) = arg[1..].find('"') {
+                out.push_str(&rest[..pos]);
+                out.push_str("(__label . ");
+                out.push_str(&arg[..close + 2]);
+                out.push(')');
+                rest = &rest[pos + 7 + skipped + close + 2..];
+                continue;
+            }
+        }
+        out.push_str(&rest[..pos + 7]);
+        rest = &rest[pos + 7..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Go's `fmt.Sprint` of a value decoded from JSON.
+pub fn go_print(v: &Value) -> String {
+    match v {
+        Value::NoValue => "<no value>".into(),
+        Value::Nil => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else if let Some(f) = n.as_f64() {
+                go_float(f)
+            } else {
+                n.to_string()
+            }
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(go_print).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Object(m) | Value::Map(m) => {
+            let sorted: BTreeMap<&String, &Value> = m.iter().collect();
+            let parts: Vec<String> = sorted
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_print(v)))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        Value::Function(_) => "<func>".into(),
+    }
+}
+
+/// Go's `%v` for float64: shortest repr, exponent form from 1e21 up.
+fn go_float(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e21 {
+        format!("{f:.0}")
+    } else {
+        f.to_string()
+    }
+}
+
+/// Converts JSON (as the API returns it) into a template value.
+pub fn from_json(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(a) => Value::Array(a.iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), from_json(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
+    }
+}
+
+/// Converts a template value back to JSON for `{{json .}}` (map keys sorted, as Go does).
+pub fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::NoValue | Value::Nil | Value::Function(_) => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into()
+            } else if let Some(u) = n.as_u64() {
+                u.into()
+            } else {
+                serde_json::Number::from_f64(n.as_f64().unwrap_or(0.0))
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::Null)
+            }
+        }
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Object(m) | Value::Map(m) => serde_json::Value::Object(
+            m.iter()
+                // Keys starting with "__" are our own helpers, not part of the object.
+                .filter(|(k, _)| !k.starts_with("__"))
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A string-keyed map value, for building contexts.
+pub fn object(fields: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+fn arg_str(args: &[Value], i: usize, name: &str) -> Result<String, FuncError> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(v) => Ok(go_print(v)),
+        None => Err(FuncError::ExactlyXArgs(name.into(), i + 1)),
+    }
+}
+
+fn arg_int(args: &[Value], i: usize, name: &str) -> Result<i64, FuncError> {
+    match args.get(i) {
+        Some(Value::Number(n)) => n.as_i64().ok_or(FuncError::UnableToConvertFromValue),
+        Some(Value::String(s)) => s.parse().map_err(|_| FuncError::UnableToConvertFromValue),
+        _ => Err(FuncError::ExactlyXArgs(name.into(), i + 1)),
+    }
+}
+
+fn json(args: &[Value]) -> Result<Value, FuncError> {
+    let v = args
+        .first()
+        .ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
+    serde_json::to_string(&to_json(v))
+        .map(Value::String)
+        .map_err(|e| FuncError::Generic(e.to_string()))
+}
+
+fn join(args: &[Value]) -> Result<Value, FuncError> {
+    let sep = arg_str(args, 1, "join")?;
+    match args.first() {
+        Some(Value::Array(a)) => Ok(Value::String(
+            a.iter().map(go_print).collect::<Vec<_>>().join(&sep),
+        )),
+        Some(Value::Nil) | Some(Value::NoValue) => Ok(Value::String(String::new())),
+        _ => Err(FuncError::UnableToConvertFromValue),
+    }
+}
+
+fn split(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "split")?;
+    let sep = arg_str(args, 1, "split")?;
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| Value::String(c.to_string())).collect()
+    } else {
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect()
+    };
+    Ok(Value::Array(parts))
+}
+
+fn lower(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(arg_str(args, 0, "lower")?.to_lowercase()))
+}
+
+fn upper(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(arg_str(args, 0, "upper")?.to_uppercase()))
+}
+
+/// Go's deprecated `strings.Title`: upper-case the first letter of each word.
+fn title(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "title")?;
+    let mut out = String::with_capacity(s.len());
+    let mut prev_letter = false;
+    for c in s.chars() {
+        if !prev_letter && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        prev_letter = c.is_alphanumeric() || c == '_' || c == '\'';
+    }
+    Ok(Value::String(out))
+}
+
+/// docker's `truncate`: the first n bytes (we cut on a char boundary).
+fn truncate(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "truncate")?;
+    let n = arg_int(args, 1, "truncate")?.max(0) as usize;
+    Ok(Value::String(s.chars().take(n).collect()))
+}
+
+/// docker's `pad`: prefix and suffix spaces, unless the string is empty.
+fn pad(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "pad")?;
+    if s.is_empty() {
+        return Ok(Value::String(s));
+    }
+    let pre = arg_int(args, 1, "pad")?.max(0) as usize;
+    let suf = arg_int(args, 2, "pad")?.max(0) as usize;
+    Ok(Value::String(format!(
+        "{}{s}{}",
+        " ".repeat(pre),
+        " ".repeat(suf)
+    )))
+}
+
+/// Go's `fmt.Sprintln`: operands separated by spaces, newline at the end.
+fn println(args: &[Value]) -> Result<Value, FuncError> {
+    let parts: Vec<String> = args.iter().map(go_print).collect();
+    Ok(Value::String(format!("{}\n", parts.join(" "))))
+}
+
+fn gofmt_fn(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::String(args.last().map(go_print).unwrap_or_default()))
+}
+
+/// `.Label "k"` on a ps context: the label's value, or "".
+fn label_fn(args: &[Value]) -> Result<Value, FuncError> {
+    let key = arg_str(args, 1, "Label")?;
+    if let Some(Value::Map(m)) = args.first() {
+        if let Some(Value::Map(labels)) = m.get("__labels") {
+            if let Some(v) = labels.get(&key) {
+                return Ok(v.clone());
+            }
+        }
+        if let Some(Value::String(h)) = m.get("__header_label") {
+            return Ok(Value::String(h.clone()));
+        }
+    }
+    Ok(Value::String(String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(fmt: &str, v: serde_json::Value) -> String {
+        match Tmpl::parse(fmt).and_then(|t| t.render(&from_json(&v))) {
+            Ok(s) => s,
+            Err(e) => format!("ERR {e}"),
+        }
+    }
+
+    #[test]
+    fn prints_like_go() {
+        let v = serde_json::json!({"Config": {"Cmd": ["sh", "-c", "echo hi"], "Labels": {"b": "2", "a": "1"}},
+            "State": {"Status": "running", "Pid": 42, "Running": true}, "Nil": null});
+        assert_eq!(render("{{.State.Status}}", v.clone()), "running");
+        assert_eq!(render("{{.Config.Cmd}}", v.clone()), "[sh -c echo hi]");
+        assert_eq!(render("{{.Config.Labels}}", v.clone()), "map[a:1 b:2]");
+        assert_eq!(
+            render("{{.State.Pid}} {{.State.Running}}", v.clone()),
+            "42 true"
+        );
+        assert_eq!(render("{{.Nil}}", v.clone()), "<nil>");
+        assert_eq!(render("{{- .State.Status -}}", v.clone()), "running");
+        assert_eq!(
+            render("{{json .State}}", v.clone()),
+            r#"{"Pid":42,"Running":true,"Status":"running"}"#
+        );
+        assert_eq!(
+            render("{{if .State.Running}}yes{{else}}no{{end}}", v.clone()),
+            "yes"
+        );
+        assert_eq!(
+            render("{{range .Config.Cmd}}<{{.}}>{{end}}", v.clone()),
+            "<sh><-c><echo hi>"
+        );
+        assert_eq!(render("{{$x := .State.Pid}}{{$x}}", v.clone()), "42");
+        assert_eq!(render("{{index .Config.Labels \"a\"}}", v), "1");
+    }
+
+    #[test]
+    fn docker_functions() {
+        let v = serde_json::json!({"S": "Hello world", "L": ["a", "b"], "E": ""});
+        assert_eq!(render("{{join .L \",\"}}", v.clone()), "a,b");
+        assert_eq!(render("{{split \"a:b\" \":\"}}", v.clone()), "[a b]");
+        assert_eq!(
+            render("{{lower .S}}|{{upper .S}}", v.clone()),
+            "hello world|HELLO WORLD"
+        );
+        assert_eq!(render("{{title \"foo bar\"}}", v.clone()), "Foo Bar");
+        assert_eq!(render("{{truncate .S 5}}", v.clone()), "Hello");
+        assert_eq!(
+            render("{{pad .S 1 2}}|{{pad .E 1 2}}", v.clone()),
+            " Hello world  |"
+        );
+        assert_eq!(render("{{println .S}}", v.clone()), "Hello world\n");
+        assert_eq!(render("{{json .L}}", v), r#"["a","b"]"#);
+    }
+
+    #[test]
+    fn label_method_and_table() {
+        let mut row = from_json(&serde_json::json!({"ID": "abc", "Names": "web"}));
+        if let Value::Map(m) = &mut row {
+            m.insert(
+                "__labels".into(),
+                from_json(&serde_json::json!({"app": "x"})),
+            );
+        }
+        assert_eq!(
+            Tmpl::parse("{{.Names}}={{.Label \"app\"}}")
+                .and_then(|t| t.render(&row))
+                .unwrap_or_default(),
+            "web=x"
+        );
+        let f = Format::new(Some("table {{.ID}}\\t{{.Names}}"), "");
+        assert!(f.table);
+        let header = from_json(&serde_json::json!({"ID": "CONTAINER ID", "Names": "NAMES"}));
+        let out = f.render(&header, &[row]).unwrap_or_default();
+        assert_eq!(out, "CONTAINER ID   NAMES\nabc            web\n");
+        let f = Format::new(Some("{{.ID}}"), "");
+        assert!(!f.table);
+        let f = Format::new(Some("json"), "");
+        assert_eq!(f.body, "{{json .}}");
+    }
+
+    #[test]
+    fn bad_template_is_an_error() {
+        assert!(
+            Tmpl::parse("{{.Foo").is_err()
+                || render("{{.Foo", serde_json::json!({})).starts_with("ERR")
+        );
+    }
+}
