@@ -242,7 +242,7 @@ impl ImageStore {
             }
             let mut stored: Vec<String> = Vec::new();
             for ((path, compressed), diff) in p.layers.iter().zip(&diff_ids) {
-                if self.blobs.has(diff) && compressed.is_none() {
+                if self.blobs.has(diff) {
                     continue;
                 }
                 let file = ex.open(path)?;
@@ -673,6 +673,59 @@ mod tests {
             d.store.load(&mut &out[..]).unwrap(),
             [format!("Loaded image ID: {id}")]
         );
+    }
+
+    /// The pre-25 docker-save layout: `<id>/layer.tar`, `<hex>.json`, and a symlink
+    /// standing in for a duplicated layer.
+    #[test]
+    fn load_legacy_docker_save_with_symlinked_layer() {
+        let layer = busybox_tar();
+        let diff = berth_store::sha256_digest(&layer);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05.123456789Z",
+            "config": {"Cmd": ["sh"], "ExposedPorts": {"80/tcp": {}}},
+            "rootfs": {"type": "layers", "diff_ids": [diff, diff]},
+            "history": [{"created_by": "a"}, {"created_by": "b"}]
+        }))
+        .unwrap();
+        let cdigest = berth_store::sha256_digest(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": format!("{}.json", &cdigest[7..]),
+            "RepoTags": ["legacy:1"],
+            "Layers": ["aaa/layer.tar", "bbb/layer.tar"]
+        }]))
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("manifest.json".to_string(), &manifest[..]),
+            (format!("{}.json", &cdigest[7..]), &config[..]),
+            ("aaa/layer.tar".to_string(), &layer[..]),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "bbb/layer.tar", "../aaa/layer.tar")
+            .unwrap();
+        let archive = b.into_inner().unwrap();
+        let e = env();
+        assert_eq!(
+            e.store.load(&mut &archive[..]).unwrap(),
+            ["Loaded image: legacy:1"]
+        );
+        let img = e.store.resolve("legacy:1").unwrap();
+        assert_eq!(img.id, cdigest);
+        assert_eq!(img.chain_ids.len(), 2);
+        assert_eq!(img.created_unix, 1704164645);
+        assert_eq!(
+            e.store.config("legacy:1").unwrap().exposed_ports.unwrap(),
+            ["80/tcp"]
+        );
+        assert_eq!(e.store.history("legacy:1").unwrap().len(), 2);
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn apply_line(cfg: &mut ImageConfig, line: &str, cmd_set: &mut bool) -> Result<(
         }
         "healthcheck" => {
             need_arg()?;
-            cfg.healthcheck = Some(healthcheck(cfg, rest)?);
+            cfg.healthcheck = Some(healthcheck(rest)?);
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -303,7 +303,7 @@ fn parse_duration_ns(s: &str) -> Result<i64> {
     Ok(total as i64)
 }
 
-fn healthcheck(cfg: &ImageConfig, rest: &str) -> Result<HealthConfig> {
+fn healthcheck(rest: &str) -> Result<HealthConfig> {
     let mut hc = HealthConfig::default();
     let mut rest = rest.trim();
     while let Some(flag) = rest.strip_prefix("--") {
@@ -340,7 +340,6 @@ fn healthcheck(cfg: &ImageConfig, rest: &str) -> Result<HealthConfig> {
                 Some(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
                 None => vec!["CMD-SHELL".into(), args.to_string()],
             });
-            let _ = cfg;
         }
         other => {
             return Err(Error::invalid(format!(

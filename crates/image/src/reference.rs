@@ -284,7 +284,7 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     if valid_tag(tag) {
         Ok(())
     } else {
-        Err(invalid_format())
+        Err(Error::invalid("invalid tag format"))
     }
 }
 

@@ -175,12 +175,50 @@ impl ImageStore {
             }
         }
         db.conn().execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(ImageStore {
+        let store = ImageStore {
             root: root.to_path_buf(),
             db,
             blobs,
             lock: Mutex::new(()),
-        })
+        };
+        store.remove_orphan_layers()?;
+        Ok(store)
+    }
+
+    /// Layers unpacked for an image whose registration never committed (a crash
+    /// mid-load) are garbage: drop their snapshots, rows and layer blobs.
+    fn remove_orphan_layers(&self) -> Result<()> {
+        let (used_chains, used_diffs) = self.used_layers()?;
+        let rows: Vec<(String, String)> = {
+            let conn = self.db.conn();
+            let mut st = conn
+                .prepare("SELECT chain_id, diff_id FROM layers")
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(db_err)?;
+            rows
+        };
+        for (chain, diff) in rows {
+            if used_chains.contains(&chain) {
+                continue;
+            }
+            if let Ok(p) = self.snapshot_path(&chain) {
+                if p.exists() {
+                    fs::remove_dir_all(&p)?;
+                }
+            }
+            self.db
+                .conn()
+                .execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])
+                .map_err(db_err)?;
+            if !used_diffs.contains(&diff) {
+                let _ = self.blobs.delete(&diff);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn guard(&self) -> MutexGuard<'_, ()> {
@@ -555,24 +593,10 @@ impl ImageStore {
 
     // ---- tags ----------------------------------------------------------------------
 
-    /// `docker tag SOURCE REPO[:TAG]`.
+    /// `docker tag SOURCE REPO[:TAG]` (the API's `repo` + `tag` parameters; a tag given
+    /// separately replaces one in `repo`, as docker's `RepoTagReference` does).
     pub fn tag(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<()> {
-        let target = match tag {
-            Some(t) if !t.is_empty() => {
-                validate_tag(t)?;
-                let r = parse_normalized_named(repo)?;
-                if r.tag.is_some() || r.digest.is_some() {
-                    return Err(Error::invalid("invalid reference format"));
-                }
-                r.with_tag(t)
-            }
-            _ => parse_reference(repo)?,
-        };
-        if target.digest.is_some() {
-            return Err(Error::invalid(
-                "refusing to create a tag with a digest reference",
-            ));
-        }
+        let target = repo_tag_reference(repo, tag)?;
         let _g = self.guard();
         let img = self.resolve(source)?;
         let mut conn = self.db.conn();
@@ -1019,15 +1043,7 @@ impl ImageStore {
         repo_tag: Option<&str>,
     ) -> Result<String> {
         let tag = match repo_tag.filter(|s| !s.is_empty()) {
-            Some(t) => {
-                let r = parse_reference(t)?;
-                if r.digest.is_some() {
-                    return Err(Error::invalid(
-                        "refusing to create a tag with a digest reference",
-                    ));
-                }
-                Some(r)
-            }
+            Some(t) => Some(repo_tag_reference(t, None)?),
             None => None,
         };
         let mut cfg = models::ImageConfig::default();
@@ -1109,6 +1125,21 @@ impl ImageStore {
     /// Lazily unmounts `<container_dir>/rootfs`; fine if it is not mounted.
     pub fn unmount_rootfs(container_dir: &Path) -> Result<()> {
         crate::mount::unmount(&container_dir.join("rootfs"))
+    }
+}
+
+/// docker's `httputils.RepoTagReference`.
+fn repo_tag_reference(repo: &str, tag: Option<&str>) -> Result<Reference> {
+    let r = parse_normalized_named(repo)?;
+    if r.digest.is_some() {
+        return Err(Error::invalid("cannot import digest reference"));
+    }
+    match tag.filter(|t| !t.is_empty()) {
+        Some(t) => {
+            validate_tag(t)?;
+            Ok(r.with_tag(t))
+        }
+        None => Ok(r.with_tag(r.tag.as_deref().unwrap_or("latest"))),
     }
 }
 

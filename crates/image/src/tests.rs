@@ -198,7 +198,15 @@ fn tag_and_rmi_semantics() {
         ["one:latest", "two:v1", "localhost:5000/three:latest"]
     );
     assert!(s.tag("one", "Two", None).is_err());
-    assert!(s.tag("one", "two", Some("-bad")).is_err());
+    // A separate tag replaces one given in repo (docker's RepoTagReference).
+    s.tag("one", "four:x", Some("y")).unwrap();
+    assert_eq!(s.resolve("four:y").unwrap().id, id);
+    assert!(s.resolve("four:x").is_err());
+    s.remove("four:y", false, false, &unused).unwrap();
+    assert_eq!(
+        s.tag("one", "two", Some("-bad")).unwrap_err().message,
+        "invalid tag format"
+    );
     assert_eq!(
         s.tag("nosuch", "x", None).unwrap_err().kind,
         ErrorKind::NotFound
@@ -378,4 +386,39 @@ fn overlay_mount_with_whiteouts() {
     ImageStore::unmount_rootfs(&cdir).unwrap();
     assert!(!rootfs.join("keep").exists());
     ImageStore::unmount_rootfs(&cdir).unwrap();
+}
+
+#[test]
+fn store_is_send_sync_and_drops_orphans_on_open() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ImageStore>();
+    let e = env();
+    let id = e
+        .store
+        .import(&mut &small_tar("a", b"1")[..], &[], None, None)
+        .unwrap();
+    let img = e.store.resolve(&id).unwrap();
+    // Simulate a crash between unpacking a layer and registering its image.
+    let orphan = e
+        .store
+        .store_layer(&mut &small_tar("o", b"2")[..], None)
+        .unwrap();
+    e.store.ensure_snapshot(&orphan, None, &orphan).unwrap();
+    assert_eq!(snapshot_count(e.dir.path()), 2);
+    let db = e.store.db.clone();
+    let blobs = e.store.blobs.clone();
+    let reopened = ImageStore::open(e.dir.path(), db, blobs).unwrap();
+    let names: Vec<_> = std::fs::read_dir(e.dir.path().join("snapshots"))
+        .unwrap()
+        .map(|x| x.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        snapshot_count(e.dir.path()),
+        1,
+        "{names:?} {orphan} {:?}",
+        img.chain_ids
+    );
+    assert!(!reopened.blobs.has(&orphan));
+    assert!(reopened.blobs.has(&img.diff_ids[0]));
+    assert_eq!(reopened.resolve(&id).unwrap().id, id);
 }
