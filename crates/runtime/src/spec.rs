@@ -418,7 +418,7 @@ fn num_cpus() -> i64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
         .ok()
         .flatten()
-        .map_or(1, |n| n.max(1) as i64)
+        .map_or(1, |n| n.max(1))
 }
 
 fn cgroup_v2() -> bool {
@@ -935,15 +935,14 @@ mod tests {
 
         o.memory_swap = -1;
         let s = generate(&o).unwrap();
-        let mem = s
+        let mem = *s
             .linux()
             .as_ref()
             .unwrap()
             .resources()
             .as_ref()
             .unwrap()
-            .memory()
-            .clone();
+            .memory();
         assert_eq!(mem.unwrap().swap(), Some(-1));
 
         o.pids_limit = Some(-1);
