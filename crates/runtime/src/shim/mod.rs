@@ -1,0 +1,169 @@
+//! `berth-shim`: one small, single-threaded process per container (and per exec).
+//!
+//! Included by the `berth-shim` binary with `#[path]`; it is not part of the library because
+//! only the shim may call libcontainer (it changes process-wide state and forks).
+//!
+//! Startup: read [`ShimArgs`] from stdin, double-fork + setsid so the shim is neither the
+//! daemon's child nor in its session, become a child subreaper, create the container (created,
+//! not started), bind `<dir>/shim.sock`, write `<dir>/shim.pid`, then print one [`Ready`] line on
+//! stdout. Any failure before that is reported on the same line.
+
+mod event_loop;
+mod log;
+mod process;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use berth_runtime::proto::{Ready, ShimArgs, PID_NAME, SOCKET_NAME};
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            // Before readiness stdout is the spawner's pipe: report there. After, it is
+            // /dev/null and stderr (shim.log) is the only witness.
+            let msg = format!("{e:#}");
+            report(&Ready {
+                shim_pid: None,
+                error: Some(msg.clone()),
+            });
+            eprintln!("berth-shim: {msg}");
+            1
+        }
+    }
+}
+
+fn report(ready: &Ready) {
+    if let Ok(line) = serde_json::to_string(ready) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+fn run() -> Result<()> {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode != "create" && mode != "exec" {
+        bail!("usage: berth-shim create|exec ID  (arguments as JSON on stdin)");
+    }
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading arguments")?;
+    let args: ShimArgs = serde_json::from_slice(&input).context("parsing arguments")?;
+    input = Vec::new();
+    drop(input);
+
+    daemonize()?;
+
+    let dir = match &args {
+        ShimArgs::Create(c) => c.dir.clone(),
+        ShimArgs::Exec(e) => e.dir.clone(),
+    };
+    // Children (libcontainer's intermediate process, orphans of the container) are reaped by us
+    // rather than by the host's init.
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let wake = event_loop::install_sigchld()?;
+
+    let server = match args {
+        ShimArgs::Create(c) => process::create(c),
+        ShimArgs::Exec(e) => process::prepare_exec(*e),
+    };
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            reap_children();
+            return Err(e);
+        }
+    };
+
+    let sock = dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).with_context(|| format!("bind {}", sock.display()))?;
+    listener.set_nonblocking(true)?;
+    let pid = std::process::id();
+    write_atomic(&dir.join(PID_NAME), pid.to_string().as_bytes())?;
+
+    report(&Ready {
+        shim_pid: Some(pid),
+        error: None,
+    });
+    // The spawner reads one line; from now on stdout must not keep its pipe open.
+    redirect_to_null(1)?;
+
+    let mut ev = event_loop::EventLoop::new(server, listener, wake, dir);
+    ev.run();
+    Ok(())
+}
+
+/// After a failed create, libcontainer's intermediate and init processes are still exiting;
+/// they are our children (CLONE_PARENT), so reap them rather than leave zombies to the host's
+/// init. Bounded: gives up after about two seconds.
+fn reap_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    for _ in 0..200 {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(_) => {}
+            Err(_) => return, // ECHILD: none left
+        }
+    }
+}
+
+/// Detach from the spawner: fork, setsid, fork again. The first process waits for the middle
+/// one and exits 0 (the spawner reaps it); the last one carries on as the shim, reparented to
+/// the nearest subreaper/init, in its own session and not a session leader (so it can never
+/// acquire a controlling terminal).
+fn daemonize() -> Result<()> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, setsid, ForkResult};
+
+    // SAFETY: the process is single-threaded here (no runtime, no helper threads).
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Parent { child } => {
+            let _ = waitpid(child, None);
+            // SAFETY: _exit skips destructors and atexit handlers, which belong to the child.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Child => {}
+    }
+    setsid().context("setsid")?;
+    // SAFETY: still single-threaded.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Parent { .. } => unsafe { libc::_exit(0) },
+        ForkResult::Child => {}
+    }
+    std::env::set_current_dir("/").context("chdir /")?;
+    redirect_to_null(0)?;
+    Ok(())
+}
+
+fn redirect_to_null(fd: i32) -> Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("open /dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), fd).context("dup2")?;
+    Ok(())
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(data)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}

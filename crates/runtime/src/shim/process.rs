@@ -1,0 +1,391 @@
+//! The shim's process: create / start / pause / resume / delete through youki's libcontainer,
+//! and the host ends of its stdio (pipes, or the PTY master received over the console socket).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use berth_runtime::proto::{CreateArgs, ExecArgs};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::fcntl::OFlag;
+
+use super::log::LogWriter;
+
+const CONSOLE_SOCKET: &str = "console.sock";
+const PROCESS_JSON: &str = "process.json";
+
+/// The container ends of the stdio pipes, handed to libcontainer.
+pub struct ChildIo {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// The shim's ends: non-blocking, close-on-exec.
+#[derive(Default)]
+pub struct HostIo {
+    pub stdin: Option<File>,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+    /// PTY master (output and input) when tty.
+    pub pty: Option<File>,
+}
+
+pub enum Target {
+    Init {
+        container: Box<Container>,
+        cgroups_path: Option<PathBuf>,
+    },
+    Exec {
+        args: Box<ExecArgs>,
+        child_io: Option<ChildIo>,
+    },
+}
+
+pub struct Proc {
+    pub target: Target,
+    /// Host pid of the process (init: known once created; exec: once started).
+    pub pid: Option<i32>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub io: HostIo,
+    pub log: Option<LogWriter>,
+}
+
+/// Creates the container (created, not started: its init waits on libcontainer's exec fifo).
+pub fn create(args: CreateArgs) -> Result<Proc> {
+    std::fs::create_dir_all(&args.state_root)
+        .with_context(|| format!("create {}", args.state_root.display()))?;
+    let log = LogWriter::open(&args.log_path, args.log_max_size, args.log_max_files)
+        .with_context(|| format!("open log {}", args.log_path.display()))?;
+    let cgroups_path = oci_spec::runtime::Spec::load(args.bundle.join("config.json"))
+        .ok()
+        .and_then(|s| s.linux().as_ref().and_then(|l| l.cgroups_path().clone()));
+
+    let (host, child) = if args.tty {
+        (HostIo::default(), None)
+    } else {
+        let (h, c) = pipes(args.open_stdin)?;
+        (h, Some(c))
+    };
+    let console = if args.tty {
+        Some(console_listener(&args.dir)?)
+    } else {
+        None
+    };
+
+    let builder = base_builder(&args.id, &args.state_root, child, console.as_ref())?;
+    let built = builder
+        .as_init(&args.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    let container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some((_, path)) = &console {
+                let _ = std::fs::remove_file(path);
+            }
+            // libcontainer may leave its state dir (and cgroup) behind on a failed create.
+            if let Ok(mut c) = Container::load(args.state_root.join(&args.id)) {
+                let _ = c.delete(true);
+            }
+            return Err(anyhow!(error_chain(&e)));
+        }
+    };
+    let mut host = host;
+    if let Some((listener, path)) = console {
+        let pty = recv_pty(&listener);
+        let _ = std::fs::remove_file(&path);
+        host.pty = Some(pty?);
+    }
+    let pid = container.pid().map(|p| p.as_raw());
+    Ok(Proc {
+        target: Target::Init {
+            container: Box::new(container),
+            cgroups_path,
+        },
+        pid,
+        tty: args.tty,
+        open_stdin: args.open_stdin,
+        stdin_once: args.stdin_once,
+        io: host,
+        log: Some(log),
+    })
+}
+
+/// Prepares an exec: pipes now (so attach works before start), the process itself at start.
+pub fn prepare_exec(args: ExecArgs) -> Result<Proc> {
+    let mut process = args.process.clone();
+    process.set_terminal(Some(args.tty));
+    let json = serde_json::to_vec(&process)?;
+    std::fs::write(args.dir.join(PROCESS_JSON), json).context("write process.json")?;
+    let (host, child) = if args.tty {
+        (HostIo::default(), None)
+    } else {
+        let (h, c) = pipes(args.open_stdin)?;
+        (h, Some(c))
+    };
+    Ok(Proc {
+        tty: args.tty,
+        open_stdin: args.open_stdin,
+        // Exec stdin is closed when the attached client's stdin ends, as Docker.
+        stdin_once: true,
+        target: Target::Exec {
+            args: Box::new(args),
+            child_io: child,
+        },
+        pid: None,
+        io: host,
+        log: None,
+    })
+}
+
+impl Proc {
+    /// Starts the process; returns its host pid or libcontainer's error text.
+    pub fn start(&mut self) -> Result<i32, String> {
+        match &mut self.target {
+            Target::Init { container, .. } => {
+                container.start().map_err(|e| error_chain(&e))?;
+                self.pid.ok_or_else(|| "container has no pid".to_string())
+            }
+            Target::Exec { args, child_io } => {
+                let console = if self.tty {
+                    Some(console_listener(&args.dir).map_err(|e| format!("{e:#}"))?)
+                } else {
+                    None
+                };
+                let builder = base_builder(
+                    &args.container_id,
+                    &args.state_root,
+                    child_io.take(),
+                    console.as_ref(),
+                )
+                .map_err(|e| format!("{e:#}"))?;
+                let built = builder
+                    .as_tenant()
+                    .with_process(Some(args.dir.join(PROCESS_JSON)))
+                    .with_detach(true)
+                    .build();
+                let pty = console.map(|(l, path)| {
+                    let pty = if built.is_ok() {
+                        recv_pty(&l).ok()
+                    } else {
+                        None
+                    };
+                    let _ = std::fs::remove_file(path);
+                    pty
+                });
+                let pid = built.map_err(|e| error_chain(&e))?.as_raw();
+                if let Some(pty) = pty {
+                    self.io.pty = Some(pty.ok_or_else(|| "no pty from exec".to_string())?);
+                }
+                self.pid = Some(pid);
+                Ok(pid)
+            }
+        }
+    }
+
+    pub fn pause(&mut self) -> Result<(), String> {
+        match &mut self.target {
+            Target::Init { container, .. } => container.pause().map_err(|e| error_chain(&e)),
+            Target::Exec { .. } => Err("cannot pause an exec process".into()),
+        }
+    }
+
+    pub fn resume(&mut self) -> Result<(), String> {
+        match &mut self.target {
+            Target::Init { container, .. } => container.resume().map_err(|e| error_chain(&e)),
+            Target::Exec { .. } => Err("cannot resume an exec process".into()),
+        }
+    }
+
+    pub fn is_exec(&self) -> bool {
+        matches!(self.target, Target::Exec { .. })
+    }
+
+    /// Whether the kernel's OOM killer struck in the container's memory cgroup.
+    pub fn oom_killed(&self) -> bool {
+        match &self.target {
+            Target::Init {
+                container,
+                cgroups_path,
+            } => {
+                let path = cgroups_path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!(":youki:{}", container.id())));
+                oom_kill_count(&path).is_some_and(|n| n > 0)
+            }
+            Target::Exec { .. } => false,
+        }
+    }
+
+    /// Removes libcontainer's state and the container's cgroup (init only).
+    pub fn delete(&mut self) {
+        if let Target::Init { container, .. } = &mut self.target {
+            if let Err(e) = container.delete(true) {
+                eprintln!("berth-shim: delete: {}", error_chain(&e));
+            }
+        }
+        if let Target::Exec { args, .. } = &self.target {
+            let _ = std::fs::remove_file(args.dir.join(PROCESS_JSON));
+        }
+    }
+}
+
+fn base_builder(
+    id: &str,
+    state_root: &Path,
+    child: Option<ChildIo>,
+    console: Option<&(UnixListener, PathBuf)>,
+) -> Result<ContainerBuilder> {
+    let mut b = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_executor(DefaultExecutor {})
+        .with_root_path(state_root)
+        .map_err(|e| anyhow!(error_chain(&e)))?;
+    if let Some((_, path)) = console {
+        b = b.with_console_socket(Some(path));
+    }
+    // Explicit stdio, or the init would inherit ours (see HOST-NOTES).
+    if let Some(c) = child {
+        b = b
+            .with_stdin(c.stdin)
+            .with_stdout(c.stdout)
+            .with_stderr(c.stderr);
+    }
+    Ok(b)
+}
+
+fn pipes(open_stdin: bool) -> Result<(HostIo, ChildIo)> {
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (stdin_host, stdin_child) = if open_stdin {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        (Some(nonblocking(w)?), r)
+    } else {
+        let null = File::open("/dev/null").context("open /dev/null")?;
+        (None, OwnedFd::from(null))
+    };
+    Ok((
+        HostIo {
+            stdin: stdin_host,
+            stdout: Some(nonblocking(out_r)?),
+            stderr: Some(nonblocking(err_r)?),
+            pty: None,
+        },
+        ChildIo {
+            stdin: stdin_child,
+            stdout: out_w,
+            stderr: err_w,
+        },
+    ))
+}
+
+fn nonblocking(fd: OwnedFd) -> Result<File> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(File::from(fd))
+}
+
+fn console_listener(dir: &Path) -> Result<(UnixListener, PathBuf)> {
+    let path = dir.join(CONSOLE_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
+    Ok((l, path))
+}
+
+/// Receives the PTY master libcontainer's init sent over the console socket. By the time the
+/// builder returned, the init has connected and sent it, so the blocking calls return at once.
+fn recv_pty(listener: &UnixListener) -> Result<File> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::FromRawFd;
+
+    let (conn, _) = listener.accept().context("accept console socket")?;
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("recvmsg console socket")?;
+    for c in msg.cmsgs().context("cmsgs")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us; we own it.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                for extra in fds.iter().skip(1) {
+                    // SAFETY: likewise ours; unexpected extras are closed.
+                    drop(unsafe { OwnedFd::from_raw_fd(*extra) });
+                }
+                return nonblocking(owned);
+            }
+        }
+    }
+    Err(anyhow!("no PTY master received on the console socket"))
+}
+
+/// `oom_kill N` of the cgroup's memory controller: v2 `memory.events`, v1 `memory.oom_control`.
+fn oom_kill_count(cgroups_path: &Path) -> Option<u64> {
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let file = if unified {
+        Path::new("/sys/fs/cgroup").join(rel).join("memory.events")
+    } else {
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control")
+    };
+    let text = std::fs::read_to_string(file).ok()?;
+    parse_oom_kill(&text)
+}
+
+fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        match (it.next(), it.next()) {
+            (Some("oom_kill"), Some(n)) => n.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// libcontainer's error with its sources ("a: b: c"); its top-level messages alone are often
+/// too vague to show a user (e.g. the missing executable is only named in a source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let t = src.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = src.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_oom_kill_v1_and_v2() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kill(v1), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(1));
+        assert_eq!(parse_oom_kill("oom 3\n"), None);
+    }
+}
