@@ -570,3 +570,119 @@ mod tests {
             .all(|r| r.args().as_ref().unwrap()[0].value_two().is_none()));
     }
 }
+
+/// Loads generated profiles into the kernel through libcontainer, in a child process of
+/// the test binary (a filter cannot be removed once loaded).
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+
+    const CHILD_ENV: &str = "BERTH_SECCOMP_CHILD";
+
+    fn errno_of(ret: libc::c_long) -> i32 {
+        if ret == -1 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// Runs in the child only: loads the profile, probes syscalls, prints results.
+    #[test]
+    #[ignore = "helper run by loaded_profile_behaves_like_docker_with_enosys"]
+    fn child_probe() {
+        let Ok(mode) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let caps: Vec<String> = crate::spec::DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut profile = default_profile(&caps).unwrap();
+        if mode == "adapted" {
+            adapt_for_libcontainer(&mut profile);
+        }
+        libcontainer::seccomp::initialize_seccomp(&profile).unwrap();
+        // SAFETY: raw syscalls with arguments the kernel validates; a clone that
+        // unexpectedly succeeds exits at once in the child.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                libc::_exit(0);
+            }
+            let fork_errno = if pid < 0 { errno_of(-1) } else { 0 };
+            if pid > 0 {
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            let mount = errno_of(libc::syscall(
+                libc::SYS_mount,
+                c"none".as_ptr(),
+                c"/nonexistent".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                0,
+            ));
+            let keyctl = errno_of(libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0));
+            // statmount (457): in the kernel (6.8+) but newer than libseccomp 2.5.4.
+            let unknown = errno_of(libc::syscall(457, 0, 0, 0, 0));
+            let vsock = errno_of(libc::socket(40, libc::SOCK_STREAM, 0) as libc::c_long);
+            let r = libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong,
+                0,
+                0,
+                0,
+                0,
+            );
+            if r == 0 {
+                libc::_exit(0);
+            }
+            let clone_ns = errno_of(r);
+            println!(
+                "RESULT fork={fork_errno} mount={mount} keyctl={keyctl} unknown={unknown} vsock={vsock} clone_ns={clone_ns}"
+            );
+        }
+    }
+
+    fn run_child(mode: &str) -> String {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "seccomp::kernel_tests::child_probe",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT ").map(String::from))
+            .unwrap_or_else(|| panic!("no result in {stdout}"))
+    }
+
+    #[test]
+    fn loaded_profile_behaves_like_docker_with_enosys() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let (eperm, enosys) = (libc::EPERM, libc::ENOSYS);
+        assert_eq!(
+            run_child("adapted"),
+            format!("fork=0 mount={eperm} keyctl={eperm} unknown={enosys} vsock={eperm} clone_ns={eperm}")
+        );
+        // Why the adaptation exists: unadapted, libcontainer 0.7 turns Docker's clone
+        // rule into "allow every clone", namespace flags included. If this starts
+        // failing, libcontainer was fixed and `adapt_for_libcontainer` must go.
+        assert!(
+            run_child("raw").ends_with("clone_ns=0"),
+            "libcontainer's MASKED_EQ handling changed"
+        );
+    }
+}

@@ -740,6 +740,16 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
     Ok(serde_json::from_value(spec)?)
 }
 
+/// Makes a spec generated here right for youki's libcontainer 0.7 (see
+/// [`seccomp::adapt_for_libcontainer`]); do not use it for runc or crun.
+pub fn adapt_for_libcontainer(spec: &mut Spec) {
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        if let Some(sc) = linux.seccomp_mut().as_mut() {
+            seccomp::adapt_for_libcontainer(sc);
+        }
+    }
+}
+
 /// The process of `docker exec`: the container's process settings (env, cwd, user,
 /// capabilities, AppArmor, no-new-privileges, rlimits) overridden by `opts`.
 pub fn exec_process(container: &Spec, rootfs: &Path, opts: &ExecOptions) -> Result<Process> {
