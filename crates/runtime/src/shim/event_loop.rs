@@ -18,8 +18,8 @@ use berth_runtime::proto::{
 };
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
-use super::log::Stream;
 use super::process::Proc;
+use berth_runtime::logfile::Stream;
 
 /// A client further behind than this is dropped rather than stalling the container.
 const MAX_CLIENT_BUF: usize = 1 << 20;
@@ -160,6 +160,9 @@ pub struct EventLoop {
     clients: Vec<Client>,
     buf: Vec<u8>,
     log_failed: bool,
+    /// Log data written since the last flush (the writer buffers; `docker logs -f` readers
+    /// only see what was flushed).
+    log_dirty: bool,
 }
 
 impl EventLoop {
@@ -178,6 +181,7 @@ impl EventLoop {
             clients: Vec::new(),
             buf: vec![0; READ_CHUNK],
             log_failed: false,
+            log_dirty: false,
         }
     }
 
@@ -284,6 +288,12 @@ impl EventLoop {
             if let Some(ws) = self.reaped.take() {
                 self.finish(ws);
             }
+            if self.log_dirty {
+                self.log_dirty = false;
+                if let Some(log) = &mut self.proc.log {
+                    self.log_failed |= log.flush().is_err();
+                }
+            }
             self.clients
                 .retain(|c| !(c.dead || (c.close_after_flush && c.out.is_empty())));
         }
@@ -318,8 +328,12 @@ impl EventLoop {
         self.proc.io = Default::default();
         self.stdin_buf = Vec::new();
         if let Some(log) = &mut self.proc.log {
-            let _ = log.flush();
+            // Ends pending partial lines, as Docker when the streams close.
+            if let Err(e) = log.finish() {
+                eprintln!("berth-shim: log: {e}");
+            }
         }
+        self.log_dirty = false;
         let oom_killed = self.proc.oom_killed();
         // Delete before anyone hears of the exit: the daemon may re-create the same id at once.
         self.proc.delete();
@@ -399,11 +413,15 @@ impl EventLoop {
             // EOF/EIO on a PTY master means no slave is open any more: nothing can be read
             // or written through it again, and keeping it would make poll report HUP forever.
             self.proc.io.pty = None;
-            return;
+        } else {
+            match s {
+                Stream::Stdout => self.proc.io.stdout = None,
+                Stream::Stderr => self.proc.io.stderr = None,
+            }
         }
-        match s {
-            Stream::Stdout => self.proc.io.stdout = None,
-            Stream::Stderr => self.proc.io.stderr = None,
+        if let Some(log) = &mut self.proc.log {
+            let _ = log.finish_stream(s);
+            self.log_dirty = true;
         }
     }
 
@@ -445,6 +463,7 @@ impl EventLoop {
 
     fn dispatch(&mut self, s: Stream, data: &[u8]) {
         if let Some(log) = &mut self.proc.log {
+            self.log_dirty = true;
             if let Err(e) = log.write(s, data) {
                 if !self.log_failed {
                     eprintln!("berth-shim: log write: {e}");

@@ -9,7 +9,6 @@
 //! stdout. Any failure before that is reported on the same line.
 
 mod event_loop;
-mod log;
 mod process;
 
 use std::fs::{File, OpenOptions};

@@ -14,7 +14,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use nix::fcntl::OFlag;
 
-use super::log::LogWriter;
+use berth_runtime::logfile::LogWriter;
 
 const CONSOLE_SOCKET: &str = "console.sock";
 const PROCESS_JSON: &str = "process.json";
