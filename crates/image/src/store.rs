@@ -111,7 +111,24 @@ pub(crate) struct History {
 }
 
 pub(crate) fn parse_config(bytes: &[u8]) -> Result<ConfigFile> {
-    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid image config: {e}")))
+    let mut c: ConfigFile = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
+    if let Some(cfg) = c.config.as_mut() {
+        // The model's map deserializer turns `null` into an empty list; keep docker's null.
+        if cfg.volumes.as_ref().is_some_and(|v| v.is_empty()) {
+            cfg.volumes = None;
+        }
+        if cfg.exposed_ports.as_ref().is_some_and(|v| v.is_empty()) {
+            cfg.exposed_ports = None;
+        }
+        if let Some(p) = cfg.exposed_ports.as_mut() {
+            p.sort();
+        }
+        if let Some(v) = cfg.volumes.as_mut() {
+            v.sort();
+        }
+    }
+    Ok(c)
 }
 
 fn rfc3339_unix(s: &str) -> i64 {
@@ -694,6 +711,17 @@ impl ImageStore {
             ))
         };
         if let Some(r) = via {
+            // Removing the only reference of an image a container uses would leave it
+            // dangling: docker wants force for that.
+            if !force && is_single_reference(&self.refs_of(&id)?) {
+                if let Some(c) = in_use(&id) {
+                    return Err(Error::conflict(format!(
+                        "conflict: unable to remove repository reference {name_or_id:?} (must force) - container {} is using its referenced image {}",
+                        short_id(&c),
+                        short_id(&id)
+                    )));
+                }
+            }
             self.delete_ref(&r)?;
             records.push(untagged(&r));
             // Untagging the last tag of a repository drops that repository's digests too.

@@ -228,7 +228,13 @@ fn tag_and_rmi_semantics() {
     let used = |_: &str| Some("0123456789abcdef0123".to_string());
     s.remove("localhost:5000/three", false, false, &used)
         .unwrap();
-    let r = s.remove("one", false, false, &used).unwrap();
+    let err = s.remove("one", false, false, &used).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    assert_eq!(
+        err.message,
+        format!("conflict: unable to remove repository reference \"one\" (must force) - container 0123456789ab is using its referenced image {}", &id[7..19])
+    );
+    let r = s.remove("one", true, false, &used).unwrap();
     assert_eq!(r.len(), 1);
     assert!(s.resolve(&id).unwrap().repo_tags.is_empty());
     let err = s.remove(&id, false, false, &used).unwrap_err();

@@ -279,6 +279,8 @@ pub fn unpack_layer(reader: &mut dyn Read, dest: &Path) -> Result<i64> {
                     .map_err(|e| bad_entry(&shown, e))?
                     .ok_or_else(|| bad_entry(&shown, "symlink without target"))?;
                 // The target may be anything: it is resolved inside the container later.
+                // Counted like docker's directory.Size (lstat size of the link).
+                size += target.as_os_str().len() as i64;
                 symlinkat(target.as_os_str(), Some(pfd), name.as_os_str())
                     .map_err(|e| sys("symlink", e))?;
             }
@@ -586,7 +588,8 @@ mod tests {
         file(&mut b, "gone/.wh.file", b"");
         file(&mut b, "opq/.wh..wh..opq", b"");
         let size = f.unpack(b.into_inner().unwrap()).unwrap();
-        assert_eq!(size, 2);
+        // 2 bytes of file + the symlink's target length, like docker's size.
+        assert_eq!(size, 2 + "/nonexistent/anywhere".len() as i64);
         let l = f.layer();
         let m = std::fs::metadata(l.join("d/f")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o4755);
