@@ -16,6 +16,12 @@ use crate::args::Cli;
 use crate::client::{resolve_host, CliError, Client};
 
 fn main() {
+    // Die quietly on a closed pipe (`berth logs x | head`), as Go programs do, instead
+    // of printing "Broken pipe".
+    // SAFETY: setting a signal disposition to the default before any threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -28,8 +34,29 @@ fn main() {
                     std::process::exit(0);
                 }
                 _ => {
-                    // docker exits 125 on usage errors.
-                    let _ = e.print();
+                    // docker exits 125 on usage errors, with its own wording for the
+                    // two most common ones.
+                    use clap::error::ContextKind;
+                    let arg = match e.get(ContextKind::InvalidArg) {
+                        Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
+                        _ => None,
+                    };
+                    match (e.kind(), arg) {
+                        (ErrorKind::UnknownArgument, Some(a)) => {
+                            let flag = a.split('=').next().unwrap_or(&a).to_string();
+                            eprintln!("unknown flag: {flag}\nSee 'berth --help'.");
+                        }
+                        (ErrorKind::InvalidSubcommand, _) => {
+                            let name = match e.get(ContextKind::InvalidSubcommand) {
+                                Some(clap::error::ContextValue::String(s)) => s.clone(),
+                                _ => String::new(),
+                            };
+                            eprintln!("berth: unknown command: berth {name}\n\nRun 'berth --help' for more information");
+                        }
+                        _ => {
+                            let _ = e.print();
+                        }
+                    }
                     std::process::exit(125);
                 }
             }
@@ -66,6 +93,11 @@ async fn run(cli: Cli) -> i32 {
         let _ = Cli::command().print_help();
         return 0;
     };
+    use crate::args::{Command, ContainerCommand};
+    let is_run = matches!(
+        command,
+        Command::Run(_) | Command::Container(ContainerCommand::Run(_))
+    );
     let host = resolve_host(cli.host.as_deref());
     let result = async {
         let client = Client::new(&host)?;
@@ -74,7 +106,15 @@ async fn run(cli: Cli) -> i32 {
     .await;
     match result {
         Ok(()) => 0,
-        Err(CliError { msg, code }) => {
+        Err(CliError { mut msg, mut code }) => {
+            // `docker run` reports its own failures as "docker: ..." with status 125;
+            // the container's status passes through untouched (empty message).
+            if is_run && code == 1 && !msg.is_empty() && !msg.starts_with("the input device") {
+                code = 125;
+                if !msg.starts_with("berth: ") {
+                    msg = format!("berth: {msg}");
+                }
+            }
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }

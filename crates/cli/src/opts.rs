@@ -92,9 +92,10 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
         Some(c) if name == "on-failure" => Some(c.parse::<i64>().map_err(|_| {
             format!("invalid restart policy format: maximum retry count must be an integer: {c}")
         })?),
-        Some(_) => return Err(format!(
+        Some(_) => return Err(
             "invalid restart policy format: maximum retry count can only be used with 'on-failure'"
-        )),
+                .into(),
+        ),
         None => None,
     };
     Ok(RestartPolicy {
@@ -171,6 +172,14 @@ pub fn parse_publish(s: &str) -> Result<(String, PortBinding), String> {
     ))
 }
 
+/// A byte-size flag, with docker's (pflag's) error wording.
+fn bytes_flag(v: Option<&str>, flag: &str) -> Result<Option<i64>, String> {
+    v.map(|s| {
+        ram_in_bytes(s).map_err(|e| format!("invalid argument \"{s}\" for \"{flag}\" flag: {e}"))
+    })
+    .transpose()
+}
+
 pub fn build(
     o: &ContainerOpts,
     image: &str,
@@ -201,18 +210,13 @@ pub fn build(
         }
     }
 
-    let memory = o.memory.as_deref().map(ram_in_bytes).transpose()?;
+    let memory = bytes_flag(o.memory.as_deref(), "-m, --memory")?;
     let memory_swap = match o.memory_swap.as_deref() {
         Some("-1") => Some(-1),
-        Some(s) => Some(ram_in_bytes(s)?),
-        None => None,
+        other => bytes_flag(other, "--memory-swap")?,
     };
-    let memory_reservation = o
-        .memory_reservation
-        .as_deref()
-        .map(ram_in_bytes)
-        .transpose()?;
-    let shm_size = o.shm_size.as_deref().map(ram_in_bytes).transpose()?;
+    let memory_reservation = bytes_flag(o.memory_reservation.as_deref(), "--memory-reservation")?;
+    let shm_size = bytes_flag(o.shm_size.as_deref(), "--shm-size")?;
     let nano_cpus = o.cpus.as_deref().map(parse_cpus).transpose()?;
     let ulimits = o
         .ulimit

@@ -37,6 +37,7 @@ impl Tmpl {
             ("println", println as gtmpl::Func),
             ("__gofmt", gofmt_fn as gtmpl::Func),
             ("__label", label_fn as gtmpl::Func),
+            ("__rangeable", rangeable as gtmpl::Func),
         ]);
         t.parse(rewrite(format))
             .map_err(|e| TemplateError(format!("template parsing error: {e}")))?;
@@ -64,7 +65,7 @@ impl Format {
             (true, default_table.to_string())
         } else if f == "json" {
             (false, "{{json .}}".to_string())
-        } else if let Some(rest) = f.strip_prefix("table ") {
+        } else if let Some(rest) = f.strip_prefix("table") {
             (true, rest.trim().to_string())
         } else {
             (false, f.to_string())
@@ -167,6 +168,9 @@ fn rewrite_action(inner: &str) -> String {
         .split(|c: char| c.is_whitespace() || c == '(')
         .next()
         .unwrap_or("");
+    if first == "range" {
+        return format!("{lead}{}{trail}", rewrite_range(&rewrite_label(body)));
+    }
     let is_control = KEYWORDS.contains(&first) || trimmed.starts_with("/*");
     let is_decl = trimmed.starts_with('$') && (trimmed.contains(":=") || is_assign(trimmed));
     let body = rewrite_label(body);
@@ -174,6 +178,23 @@ fn rewrite_action(inner: &str) -> String {
         return format!("{lead}{body}{trail}");
     }
     format!("{lead}{body} | __gofmt{trail}")
+}
+
+/// `range PIPE` → `range (PIPE | __rangeable)`, so ranging over null does nothing
+/// (as over a nil slice in Go) instead of failing.
+fn rewrite_range(body: &str) -> String {
+    let Some(pos) = body.find("range") else {
+        return body.to_string();
+    };
+    let (head, rest) = body.split_at(pos + 5);
+    let (decl, pipe) = match rest.find(":=") {
+        Some(i) => rest.split_at(i + 2),
+        None => ("", rest),
+    };
+    if pipe.trim().is_empty() {
+        return body.to_string();
+    }
+    format!("{head}{decl} ({} | __rangeable)", pipe.trim())
 }
 
 fn is_assign(s: &str) -> bool {
@@ -214,7 +235,9 @@ fn rewrite_label(body: &str) -> String {
 pub fn go_print(v: &Value) -> String {
     match v {
         Value::NoValue => "<no value>".into(),
-        Value::Nil => "<nil>".into(),
+        // Docker templates run on typed Go structs, where a JSON null is almost always
+        // a nil slice or map, which Go prints as "[]".
+        Value::Nil => "[]".into(),
         Value::Bool(b) => b.to_string(),
         Value::String(s) => s.clone(),
         Value::Number(n) => {
@@ -335,8 +358,15 @@ fn json(args: &[Value]) -> Result<Value, FuncError> {
     let v = args
         .first()
         .ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
+    // Go's encoding/json escapes <, > and & (docker's output shows "\u003cnone\u003e").
     serde_json::to_string(&to_json(v))
-        .map(Value::String)
+        .map(|s| {
+            Value::String(
+                s.replace('<', "\\u003c")
+                    .replace('>', "\\u003e")
+                    .replace('&', "\\u0026"),
+            )
+        })
         .map_err(|e| FuncError::Generic(e.to_string()))
 }
 
@@ -420,6 +450,13 @@ fn gofmt_fn(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(args.last().map(go_print).unwrap_or_default()))
 }
 
+fn rangeable(args: &[Value]) -> Result<Value, FuncError> {
+    match args.last() {
+        Some(Value::Nil) | Some(Value::NoValue) | None => Ok(Value::Array(Vec::new())),
+        Some(v) => Ok(v.clone()),
+    }
+}
+
 /// `.Label "k"` on a ps context: the label's value, or "".
 fn label_fn(args: &[Value]) -> Result<Value, FuncError> {
     let key = arg_str(args, 1, "Label")?;
@@ -458,7 +495,21 @@ mod tests {
             render("{{.State.Pid}} {{.State.Running}}", v.clone()),
             "42 true"
         );
-        assert_eq!(render("{{.Nil}}", v.clone()), "<nil>");
+        assert_eq!(render("{{.Nil}}", v.clone()), "[]");
+        assert_eq!(
+            render(
+                "{{range .Nil}}x{{end}}|{{range $i, $e := .Nil}}x{{end}}",
+                v.clone()
+            ),
+            "|"
+        );
+        assert_eq!(
+            render(
+                "{{range $i, $e := .Config.Cmd}}{{$i}}={{$e}} {{end}}",
+                v.clone()
+            ),
+            "0=sh 1=-c 2=echo hi "
+        );
         assert_eq!(render("{{- .State.Status -}}", v.clone()), "running");
         assert_eq!(
             render("{{json .State}}", v.clone()),

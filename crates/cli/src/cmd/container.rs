@@ -92,7 +92,16 @@ pub async fn rename(c: &Client, a: RenameArgs) -> CliResult<()> {
     c.docker
         .rename_container(&a.container, opts)
         .await
-        .map_err(|e| c.err(e))
+        .map_err(|e| {
+            let e = c.err(e);
+            CliError::new(
+                1,
+                format!(
+                    "{}\nError: failed to rename container named {}",
+                    e.msg, a.container
+                ),
+            )
+        })
 }
 
 pub async fn pause(c: &Client, a: NamesArgs, pause: bool) -> CliResult<()> {

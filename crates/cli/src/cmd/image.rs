@@ -64,7 +64,7 @@ fn image_row(img: &J, repo: &str, tag: &str, digest: &str, trunc: bool) -> Value
         ("CreatedSince", Value::from(units::since(created))),
         ("CreatedAt", Value::from(units::go_time_string(created))),
         ("Size", Value::from(units::human_size_prec(size, 3))),
-        ("VirtualSize", Value::from(units::human_size_prec(size, 3))),
+        ("VirtualSize", Value::from(units::human_size(size))),
         ("Containers", Value::from(containers)),
         ("SharedSize", Value::from(shared)),
         ("UniqueSize", Value::from(unique)),
@@ -317,7 +317,13 @@ pub async fn save(c: &Client, a: SaveArgs) -> CliResult<()> {
     let (mut out, tmp): (Box<dyn Write>, Option<(String, String)>) = match &a.output {
         Some(path) => {
             let tmp = format!("{path}.berth-tmp-{}", std::process::id());
-            let f = std::fs::File::create(&tmp)
+            // 0600 like docker's temp-file-and-rename save.
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
                 .map_err(|e| CliError::new(1, format!("failed to save image: {e}")))?;
             (
                 Box::new(std::io::BufWriter::new(f)),
@@ -431,7 +437,10 @@ pub async fn history(c: &Client, a: HistoryArgs) -> CliResult<()> {
     };
     let header = object(vec![
         ("ID", Value::from("IMAGE")),
-        ("CreatedSince", Value::from("CREATED")),
+        (
+            "CreatedSince",
+            Value::from(if a.human { "CREATED" } else { "CREATED AT" }),
+        ),
         ("CreatedAt", Value::from("CREATED AT")),
         ("CreatedBy", Value::from("CREATED BY")),
         ("Size", Value::from("SIZE")),

@@ -8,13 +8,14 @@ use crate::tmpl::{self, Tmpl};
 
 enum Found {
     Raw(Vec<u8>),
-    Missing,
+    /// 404: the daemon's error line, which docker prints when --type is given.
+    Missing(String),
 }
 
 async fn fetch(c: &Client, path: &str) -> CliResult<Found> {
     let (status, body) = c.raw(Method::GET, path, None, None).await?;
     if status == hyper::StatusCode::NOT_FOUND {
-        return Ok(Found::Missing);
+        return Ok(Found::Missing(daemon_error(status, &body).msg));
     }
     if !status.is_success() {
         return Err(daemon_error(status, &body));
@@ -37,28 +38,27 @@ pub async fn inspect(c: &Client, a: InspectArgs, forced: Option<&str>) -> CliRes
     let mut errors: Vec<String> = Vec::new();
     for name in &a.names {
         let mut hit = None;
+        let mut last_err = String::new();
         if kind.is_none() || kind == Some("container") {
-            let path = format!(
-                "/containers/{}/json{}",
-                q(name),
-                if a.size { "?size=1" } else { "" }
-            );
-            if let Found::Raw(b) = fetch(c, &path).await? {
-                hit = Some(b);
+            let size = if a.size { "?size=1" } else { "" };
+            let path = format!("/containers/{}/json{size}", q(name));
+            match fetch(c, &path).await? {
+                Found::Raw(b) => hit = Some(b),
+                Found::Missing(e) => last_err = e,
             }
         }
         if hit.is_none() && (kind.is_none() || kind == Some("image")) {
-            if let Found::Raw(b) = fetch(c, &format!("/images/{}/json", q(name))).await? {
-                hit = Some(b);
+            match fetch(c, &format!("/images/{}/json", q(name))).await? {
+                Found::Raw(b) => hit = Some(b),
+                Found::Missing(e) => last_err = e,
             }
         }
         match hit {
             Some(b) => found.push(b),
-            None => errors.push(match kind {
-                Some("container") => format!("Error: No such container: {name}"),
-                Some("image") => format!("Error: No such image: {name}"),
-                _ => format!("Error: No such object: {name}"),
-            }),
+            // Without --type docker names the object generically; with it, docker
+            // passes the daemon's message through.
+            None if kind.is_none() => errors.push(format!("Error: No such object: {name}")),
+            None => errors.push(last_err),
         }
     }
     match tmpl {

@@ -260,12 +260,14 @@ mod tests {
             DEFAULT_TABLE,
         );
         assert_eq!(
-            f.render(&header(), &[r.clone()]).unwrap_or_default(),
+            f.render(&header(), std::slice::from_ref(&r))
+                .unwrap_or_default(),
             "web x app=x,tier=web running\n"
         );
         let f = Format::new(Some("table {{.ID}}\t{{.Networks}}"), DEFAULT_TABLE);
         assert_eq!(
-            f.render(&header(), &[r.clone()]).unwrap_or_default(),
+            f.render(&header(), std::slice::from_ref(&r))
+                .unwrap_or_default(),
             "CONTAINER ID   NETWORKS\n4f2a9c0e3b1d   none\n"
         );
         let full = row(&sample(), false);

@@ -49,7 +49,7 @@ pub fn split_ref(r: &str) -> (String, String) {
 }
 
 fn usage_err(msg: impl std::fmt::Display) -> CliError {
-    CliError::new(125, format!("berth: {msg}"))
+    CliError::new(125, msg.to_string())
 }
 
 /// Pulls an image through the daemon, printing its progress lines.
@@ -123,9 +123,8 @@ pub async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
         .split_first()
         .ok_or_else(|| usage_err("requires at least 1 argument"))?;
     let parsed = opts::build(&a.opts, image, cmd, false).map_err(usage_err)?;
-    let id = create_container(c, &a.opts, parsed.body, image)
-        .await
-        .map_err(|e| CliError::new(125, prefix(&e.msg)))?;
+    // docker create reports daemon errors plainly, with exit status 1.
+    let id = create_container(c, &a.opts, parsed.body, image).await?;
     println!("{id}");
     Ok(())
 }
@@ -506,7 +505,6 @@ pub async fn exec(c: &Client, a: ExecArgs) -> CliResult<()> {
         privileged: Some(a.privileged),
         user: a.user.clone(),
         working_dir: a.workdir.clone(),
-        ..Default::default()
     };
     let created = c
         .docker

@@ -133,16 +133,12 @@ pub async fn version(c: &Client, a: FormatArgs) -> CliResult<()> {
             ));
             out.push_str(&line("  Go version:", s(&d["GoVersion"])));
             out.push_str(&line("  Git commit:", s(&d["GitCommit"])));
-            out.push_str(&line("  Built:", s(&d["BuildTime"])));
+            out.push_str(&line("  Built:", ansic(&s(&d["BuildTime"]))));
             out.push_str(&line(
                 "  OS/Arch:",
                 format!("{}/{}", s(&d["Os"]), s(&d["Arch"])),
             ));
             out.push_str(&line("  Experimental:", s(&d["Experimental"])));
-            let kv = s(&d["KernelVersion"]);
-            if !kv.is_empty() {
-                out.push_str(&line("  Kernel Version:", kv));
-            }
         } else {
             out.push_str(&line("  Version:", s(&comp["Version"])));
             if let Some(m) = d.as_object() {
@@ -154,6 +150,14 @@ pub async fn version(c: &Client, a: FormatArgs) -> CliResult<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// docker's reformatDate: RFC3339 build times shown in Go's ANSIC layout.
+fn ansic(t: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(d) => d.format("%a %b %e %H:%M:%S %Y").to_string(),
+        Err(_) => t.to_string(),
+    }
 }
 
 pub fn render_info(v: &J) -> String {
@@ -284,6 +288,15 @@ mod tests {
         );
         assert!(out.contains(" Total Memory: 4GiB\n"));
         assert!(out.contains(" Storage Driver: overlay2\n"));
+    }
+
+    #[test]
+    fn build_time_is_ansic() {
+        assert_eq!(
+            ansic("2026-05-07T21:09:36.000000000+00:00"),
+            "Thu May  7 21:09:36 2026"
+        );
+        assert_eq!(ansic("unknown"), "unknown");
     }
 
     #[test]
