@@ -4,6 +4,7 @@
 mod archive;
 mod changes;
 mod compress;
+mod diff;
 mod mount;
 mod reference;
 mod store;
@@ -11,7 +12,7 @@ mod unpack;
 
 pub use changes::apply_changes;
 pub use reference::{parse_normalized_named, parse_reference, path_match, Reference};
-pub use store::{chain_ids, Image, ImageStore};
+pub use store::{chain_ids, CommitOptions, Image, ImageStore};
 pub use unpack::unpack_layer;
 
 #[cfg(test)]

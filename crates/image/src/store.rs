@@ -1112,6 +1112,133 @@ impl ImageStore {
         }
     }
 
+    /// `docker commit`: the container's overlay upper dir becomes a new layer on top of
+    /// `image_id` ("" for scratch). The caller pauses the container first, as docker does.
+    pub fn commit(
+        &self,
+        image_id: &str,
+        container_dir: &Path,
+        opts: &CommitOptions,
+    ) -> Result<String> {
+        let tag = match opts.repo_tag.as_deref().filter(|s| !s.is_empty()) {
+            Some(t) => Some(repo_tag_reference(t, None)?),
+            None => None,
+        };
+        let mut base: serde_json::Map<String, serde_json::Value> = if image_id.is_empty() {
+            let mut m = serde_json::Map::new();
+            m.insert("architecture".into(), go_arch().into());
+            m.insert("os".into(), "linux".into());
+            m
+        } else {
+            let img = self.resolve(image_id)?;
+            serde_json::from_slice(&self.config_bytes(&img.id)?)
+                .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?
+        };
+        for k in [
+            "id",
+            "parent",
+            "container",
+            "container_config",
+            "docker_version",
+            "comment",
+            "author",
+        ] {
+            base.remove(k);
+        }
+        let mut cfg = opts.config.clone();
+        apply_changes(&mut cfg, &opts.changes)?;
+
+        let mut w = self.blobs.writer().map_err(Error::from)?;
+        crate::diff::write_tree(&container_dir.join("upper"), true, &mut w)?;
+        w.flush()?;
+        let diff_id = w.commit(None).map_err(Error::from)?;
+        let empty_layer = diff_id == EMPTY_TAR_DIGEST;
+
+        let created = now_rfc3339();
+        let mut diff_ids: Vec<serde_json::Value> = base
+            .get("rootfs")
+            .and_then(|r| r.get("diff_ids"))
+            .and_then(|d| d.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if !empty_layer {
+            diff_ids.push(diff_id.clone().into());
+        }
+        let mut hist = serde_json::Map::new();
+        hist.insert("created".into(), created.clone().into());
+        if let Some(a) = opts.author.as_deref().filter(|a| !a.is_empty()) {
+            hist.insert("author".into(), a.into());
+            base.insert("author".into(), a.into());
+        }
+        let created_by = opts
+            .created_by
+            .clone()
+            .unwrap_or_else(|| opts.config.cmd.clone().unwrap_or_default().join(" "));
+        hist.insert("created_by".into(), created_by.into());
+        if let Some(c) = opts.comment.as_deref().filter(|c| !c.is_empty()) {
+            hist.insert("comment".into(), c.into());
+            base.insert("comment".into(), c.into());
+        }
+        if empty_layer {
+            hist.insert("empty_layer".into(), true.into());
+        }
+        let mut history = base
+            .get("history")
+            .and_then(|h| h.as_array())
+            .cloned()
+            .unwrap_or_default();
+        history.push(serde_json::Value::Object(hist));
+        base.insert("config".into(), container_config_json(&cfg)?);
+        base.insert("created".into(), created.into());
+        base.insert("history".into(), history.into());
+        base.insert(
+            "rootfs".into(),
+            serde_json::json!({"type": "layers", "diff_ids": diff_ids}),
+        );
+        let bytes = serde_json::to_vec(&base).map_err(internal)?;
+        let _g = self.guard();
+        let tags: Vec<Reference> = tag.into_iter().collect();
+        match self.register(&bytes, &tags) {
+            Ok((id, _)) => {
+                if empty_layer {
+                    self.drop_unused_blob(&diff_id);
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                self.drop_unused_blob(&diff_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// `docker export`: a tar of a (mounted) container rootfs.
+    pub fn export_rootfs(rootfs: &Path, writer: &mut dyn Write) -> Result<()> {
+        crate::diff::write_tree(rootfs, false, writer)
+    }
+
+    /// Stores a layer (plain, gzip or zstd tar) for a later `create_image`, verifying
+    /// the uncompressed digest when given (for pull).
+    pub fn add_layer(
+        &self,
+        reader: &mut dyn Read,
+        expected_diff_id: Option<&str>,
+    ) -> Result<String> {
+        self.store_layer(reader, expected_diff_id)
+    }
+
+    /// True when the uncompressed layer `diff_id` is stored (pull can skip it).
+    pub fn has_layer(&self, diff_id: &str) -> bool {
+        self.blobs.has(diff_id)
+    }
+
+    /// Creates an image from config bytes whose layers were added with `add_layer`;
+    /// `refs` may be tags or digest references (shown as RepoDigests).
+    pub fn create_image(&self, config_bytes: &[u8], refs: &[Reference]) -> Result<String> {
+        let _g = self.guard();
+        Ok(self.register(config_bytes, refs)?.0)
+    }
+
     // ---- rootfs --------------------------------------------------------------------
 
     /// Mounts the image's layers as an overlay at `<container_dir>/rootfs`.
@@ -1154,6 +1281,25 @@ impl ImageStore {
     pub fn unmount_rootfs(container_dir: &Path) -> Result<()> {
         crate::mount::unmount(&container_dir.join("rootfs"))
     }
+}
+
+/// sha256 of an empty tar (two zero blocks): a commit that changed nothing.
+const EMPTY_TAR_DIGEST: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// What `commit` records besides the filesystem diff.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// The container's config (Cmd, Env, ...) to store in the image.
+    pub config: models::ImageConfig,
+    /// `--change` lines applied on top of `config`.
+    pub changes: Vec<String>,
+    pub author: Option<String>,
+    /// `--message`: history comment.
+    pub comment: Option<String>,
+    /// History "created_by" (default: the config's Cmd joined by spaces).
+    pub created_by: Option<String>,
+    pub repo_tag: Option<String>,
 }
 
 /// docker's `httputils.RepoTagReference`.

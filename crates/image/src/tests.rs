@@ -428,3 +428,101 @@ fn store_is_send_sync_and_drops_orphans_on_open() {
     assert!(reopened.blobs.has(&img.diff_ids[0]));
     assert_eq!(reopened.resolve(&id).unwrap().id, id);
 }
+
+#[test]
+fn commit_upper_dir_and_export() {
+    let e = env();
+    let s = &e.store;
+    let mut base = tar::Builder::new(Vec::new());
+    add_dir(&mut base, "etc");
+    add_file(&mut base, "etc/passwd", 0o644, b"root");
+    add_dir(&mut base, "d");
+    add_file(&mut base, "d/old", 0o644, b"old");
+    add_file(&mut base, "keep", 0o755, b"keep");
+    let base = base.into_inner().unwrap();
+    let base_id = s.import(&mut &base[..], &[], None, Some("base")).unwrap();
+
+    let c1 = e.dir.path().join("containers/c1");
+    std::fs::create_dir_all(&c1).unwrap();
+    let g1 = MountGuard(&c1);
+    let r1 = s.mount_rootfs(&base_id, &c1).unwrap();
+    std::fs::write(r1.join("new"), "new").unwrap();
+    std::fs::hard_link(r1.join("new"), r1.join("new-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", r1.join("sym")).unwrap();
+    std::fs::remove_file(r1.join("etc/passwd")).unwrap();
+    std::fs::remove_dir_all(r1.join("d")).unwrap();
+    std::fs::create_dir(r1.join("d")).unwrap();
+    std::fs::write(r1.join("d/fresh"), "fresh").unwrap();
+    drop(g1);
+
+    let opts = CommitOptions {
+        config: berth_api::models::ImageConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        },
+        changes: vec!["ENV X=1".into()],
+        author: Some("me".into()),
+        comment: Some("snapshot".into()),
+        repo_tag: Some("committed:1".into()),
+        ..Default::default()
+    };
+    let id = s.commit(&base_id, &c1, &opts).unwrap();
+    let img = s.resolve("committed:1").unwrap();
+    assert_eq!(img.id, id);
+    assert_eq!(img.diff_ids.len(), 2);
+    let cfg = s.config(&id).unwrap();
+    assert_eq!(cfg.cmd.unwrap(), ["sh"]);
+    assert_eq!(cfg.env.unwrap(), ["X=1"]);
+    let h = s.history(&id).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(
+        (h[0].comment.as_str(), h[0].created_by.as_str()),
+        ("snapshot", "sh")
+    );
+    assert_eq!(s.inspect(&id).unwrap().author.as_deref(), Some("me"));
+
+    let c2 = e.dir.path().join("containers/c2");
+    std::fs::create_dir_all(&c2).unwrap();
+    let g2 = MountGuard(&c2);
+    let r2 = s.mount_rootfs(&id, &c2).unwrap();
+    assert_eq!(std::fs::read_to_string(r2.join("new")).unwrap(), "new");
+    assert!(!r2.join("etc/passwd").exists());
+    assert!(r2.join("etc").is_dir());
+    assert!(!r2.join("d/old").exists());
+    assert!(r2.join("d/fresh").exists());
+    assert_eq!(std::fs::read_to_string(r2.join("keep")).unwrap(), "keep");
+    assert_eq!(
+        std::fs::read_link(r2.join("sym")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(r2.join("new-link")).unwrap().nlink(), 2);
+
+    let mut out = Vec::new();
+    ImageStore::export_rootfs(&r2, &mut out).unwrap();
+    drop(g2);
+    let mut ar = tar::Archive::new(&out[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|x| x.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.contains(&"new".to_string()), "{names:?}");
+    assert!(names.contains(&"d/fresh".to_string()), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains(".wh.") || n == "etc/passwd"),
+        "{names:?}"
+    );
+
+    // Nothing changed: an empty layer is not added, only a history entry.
+    let c3 = e.dir.path().join("containers/c3");
+    std::fs::create_dir_all(&c3).unwrap();
+    let g3 = MountGuard(&c3);
+    s.mount_rootfs(&base_id, &c3).unwrap();
+    drop(g3);
+    let id3 = s.commit(&base_id, &c3, &CommitOptions::default()).unwrap();
+    assert_eq!(s.resolve(&id3).unwrap().diff_ids.len(), 1);
+    assert_eq!(s.history(&id3).unwrap().len(), 2);
+}
