@@ -526,3 +526,29 @@ fn commit_upper_dir_and_export() {
     assert_eq!(s.resolve(&id3).unwrap().diff_ids.len(), 1);
     assert_eq!(s.history(&id3).unwrap().len(), 2);
 }
+
+#[test]
+fn mount_many_layers() {
+    // More layers than fit in one page of mount(2) options.
+    let e = env();
+    let s = &e.store;
+    let mut diffs = Vec::new();
+    for i in 0..70 {
+        let t = small_tar(&format!("f{i}"), format!("{i}").as_bytes());
+        diffs.push(s.store_layer(&mut &t[..], None).unwrap());
+    }
+    let cfg = serde_json::json!({"os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}});
+    let id = s
+        .create_image(&serde_json::to_vec(&cfg).unwrap(), &[])
+        .unwrap();
+    let c = e.dir.path().join("containers/many");
+    std::fs::create_dir_all(&c).unwrap();
+    let _g = MountGuard(&c);
+    let r = s.mount_rootfs(&id, &c).unwrap();
+    for i in [0, 35, 69] {
+        assert_eq!(
+            std::fs::read_to_string(r.join(format!("f{i}"))).unwrap(),
+            i.to_string()
+        );
+    }
+}
