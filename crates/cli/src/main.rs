@@ -99,22 +99,15 @@ async fn run(cli: Cli) -> i32 {
         Command::Run(_) | Command::Container(ContainerCommand::Run(_))
     );
     let host = resolve_host(cli.host.as_deref());
-    let result = async {
-        let client = Client::new(&host)?;
-        cmd::dispatch(&client, command).await
-    }
-    .await;
+    let result = match Client::new(&host) {
+        Ok(client) => cmd::dispatch(&client, command).await,
+        // `docker run` reports even a missing daemon as "docker: ..." with status 125.
+        Err(e) if is_run => Err(CliError::new(125, format!("berth: {}", e.msg))),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(()) => 0,
-        Err(CliError { mut msg, mut code }) => {
-            // `docker run` reports its own failures as "docker: ..." with status 125;
-            // the container's status passes through untouched (empty message).
-            if is_run && code == 1 && !msg.is_empty() && !msg.starts_with("the input device") {
-                code = 125;
-                if !msg.starts_with("berth: ") {
-                    msg = format!("berth: {msg}");
-                }
-            }
+        Err(CliError { msg, code }) => {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }

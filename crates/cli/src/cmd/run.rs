@@ -14,12 +14,18 @@ use crate::stream::{self, RawGuard, ResizeTarget, StreamEnd};
 /// docker maps a failed start to 126 (cannot invoke), 127 (not found) or 125.
 pub fn start_error_code(msg: &str) -> i32 {
     let m = msg.to_lowercase();
+    // The first three are docker's patterns; the last two are youki's wording for the
+    // same failures, in case the daemon passes it through unchanged.
     if m.contains("executable file not found")
         || m.contains("no such file or directory")
         || m.contains("system cannot find the file specified")
+        || (m.contains("executable '") && m.contains("not found"))
     {
         127
-    } else if m.contains("permission denied") || m.contains("exec format error") {
+    } else if m.contains("permission denied")
+        || m.contains("exec format error")
+        || m.contains("does not have correct permissions")
+    {
         126
     } else {
         125
@@ -129,6 +135,11 @@ pub async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// `docker run`'s own failures are "docker: ..." with status 125.
+fn run_err(e: CliError) -> CliError {
+    CliError::new(125, prefix(&e.msg))
+}
+
 fn prefix(msg: &str) -> String {
     if msg.is_empty() || msg.starts_with("berth: ") {
         msg.to_string()
@@ -221,7 +232,14 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
         .unwrap_or_else(|| stream::DEFAULT_DETACH_KEYS.to_string());
     let keys = stream::parse_detach_keys(&keys_str).map_err(usage_err)?;
     let o = &a.opts;
-    let parsed = opts::build(o, image, cmd, a.detach).map_err(usage_err)?;
+    let parsed = opts::build(o, image, cmd, a.detach).map_err(|e| {
+        // docker treats this one as a plain error (status 1), not a usage error.
+        if e.starts_with("conflicting options") {
+            CliError::new(1, e)
+        } else {
+            usage_err(e)
+        }
+    })?;
     if o.tty && parsed.attach_stdin && !stream::stdin_is_tty() {
         return Err(CliError::new(1, "the input device is not a TTY"));
     }
@@ -247,7 +265,7 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     // With --rm the daemon removes the container; wait for that so a following
     // `ps -a` does not see it (docker waits for "removed" then).
     let condition = if o.rm { "removed" } else { "next-exit" };
-    let wait = start_wait(c, &id, condition).await?;
+    let wait = start_wait(c, &id, condition).await.map_err(run_err)?;
 
     let any_attach = parsed.attach_stdin || parsed.attach_stdout || parsed.attach_stderr;
     let attached = if any_attach {
@@ -307,7 +325,9 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     if let Some(att) = attached {
         let stdin = parsed.attach_stdin.then(stream::stdin_channel);
         let keys = (stream::stdin_is_tty() && parsed.attach_stdin).then(|| keys.clone());
-        end = stream::pump(att.output, att.input, stdin, keys).await?;
+        end = stream::pump(att.output, att.input, stdin, keys)
+            .await
+            .map_err(run_err)?;
     }
     drop(raw);
     if let Some(r) = resize {
@@ -581,6 +601,16 @@ mod tests {
         assert_eq!(start_error_code("open /x: no such file or directory"), 127);
         assert_eq!(start_error_code("exec /bin/x: permission denied"), 126);
         assert_eq!(start_error_code("cgroup failure"), 125);
+        assert_eq!(
+            start_error_code(
+                "error in executing process : executable '/no/such' not found in $PATH"
+            ),
+            127
+        );
+        assert_eq!(
+            start_error_code("executable '/etc/passwd' at path '\"/etc/passwd\"' does not have correct permissions"),
+            126
+        );
     }
 
     #[test]
