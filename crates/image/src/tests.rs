@@ -165,12 +165,18 @@ fn import_busybox_with_changes() {
     let nf = e.store.resolve("nosuch").unwrap_err();
     assert_eq!(nf.kind, ErrorKind::NotFound);
     assert_eq!(nf.message, "No such image: nosuch:latest");
-    assert_eq!(
-        e.store
-            .import(&mut &b"\xfd7zXZ\0rest"[..], &[], None, None)
-            .unwrap_err()
-            .kind,
-        ErrorKind::NotImplemented
+    // xz magic but not xz data: the xz tool's failure is an input error (or, on a host
+    // without xz, "not implemented").
+    let err = e
+        .store
+        .import(&mut &b"\xfd7zXZ\0rest"[..], &[], None, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            ErrorKind::InvalidArgument | ErrorKind::NotImplemented
+        ),
+        "{err:?}"
     );
     assert!(e
         .store
