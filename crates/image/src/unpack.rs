@@ -517,6 +517,32 @@ mod tests {
     }
 
     #[test]
+    fn whiteouts_through_symlinks_are_refused() {
+        for entry in ["a/.wh.sentinel", "a/.wh..wh..opq"] {
+            let f = Fixture::new();
+            let outside = f.tmp.path().join("outside");
+            let mut b = tar::Builder::new(Vec::new());
+            link(
+                &mut b,
+                tar::EntryType::Symlink,
+                "a",
+                outside.to_str().unwrap(),
+            );
+            file(&mut b, entry, b"");
+            assert!(f.unpack(b.into_inner().unwrap()).is_err(), "{entry}");
+            f.outside_untouched();
+            let p = CString::new(outside.as_os_str().as_bytes()).unwrap();
+            let k = CString::new(OPAQUE_XATTR).unwrap();
+            let mut buf = [0u8; 4];
+            // SAFETY: valid strings and buffer.
+            let n = unsafe {
+                libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            };
+            assert!(n < 0, "opaque xattr set outside the layer");
+        }
+    }
+
+    #[test]
     fn final_symlink_is_replaced_not_followed() {
         let f = Fixture::new();
         let outside = f.tmp.path().join("outside/sentinel");
