@@ -147,8 +147,19 @@ fn kv_map(items: &[String], what: &str) -> Result<HashMap<String, String>, Strin
     Ok(m)
 }
 
-/// `-p [ip:][hostPort:]containerPort[/proto]` → ("80/tcp", binding).
-pub fn parse_publish(s: &str) -> Result<(String, PortBinding), String> {
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some((a, b))
+        }
+        None => s.parse().ok().map(|p| (p, p)),
+    }
+}
+
+/// `-p [ip:][hostPort:]containerPort[/proto]`, ranges expanded one port each as
+/// docker's nat.ParsePortSpec does → [("80/tcp", binding)].
+pub fn parse_publish(s: &str) -> Result<Vec<(String, PortBinding)>, String> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((a, p)) => (a, p),
         None => (s, "tcp"),
@@ -160,16 +171,39 @@ pub fn parse_publish(s: &str) -> Result<(String, PortBinding), String> {
         [c, h, ip] => (*c, *h, *ip),
         _ => return Err(format!("invalid port format: {s}")),
     };
-    if cport.is_empty() || !cport.chars().all(|c| c.is_ascii_digit() || c == '-') {
-        return Err(format!("invalid containerPort: {cport}"));
+    let (cfirst, clast) =
+        port_range(cport).ok_or_else(|| format!("invalid containerPort: {cport}"))?;
+    let host = if hport.is_empty() {
+        None
+    } else {
+        Some(port_range(hport).ok_or_else(|| format!("invalid hostPort: {hport}"))?)
+    };
+    let ip = ip.trim_matches(['[', ']']).to_string();
+    let n = clast - cfirst;
+    if let Some((hf, hl)) = host {
+        if n > 0 && hl - hf != n {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {cport} and {hport}"
+            ));
+        }
     }
-    Ok((
-        format!("{cport}/{proto}"),
-        PortBinding {
-            host_ip: Some(ip.trim_matches(['[', ']']).to_string()),
-            host_port: Some(hport.to_string()),
-        },
-    ))
+    let mut out = Vec::new();
+    for i in 0..=n {
+        let host_port = match host {
+            // A single container port may take any host port of a range.
+            Some((hf, hl)) if n == 0 && hf != hl => format!("{hf}-{hl}"),
+            Some((hf, _)) => (hf + i).to_string(),
+            None => String::new(),
+        };
+        out.push((
+            format!("{}/{proto}", cfirst + i),
+            PortBinding {
+                host_ip: Some(ip.clone()),
+                host_port: Some(host_port),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// A byte-size flag, with docker's (pflag's) error wording.
@@ -231,15 +265,16 @@ pub fn build(
     let mut exposed: Vec<String> = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &o.publish {
-        let (port, b) = parse_publish(p)?;
-        if !exposed.contains(&port) {
-            exposed.push(port.clone());
+        for (port, b) in parse_publish(p)? {
+            if !exposed.contains(&port) {
+                exposed.push(port.clone());
+            }
+            bindings
+                .entry(port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(b);
         }
-        bindings
-            .entry(port)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(b);
     }
     for e in &o.expose {
         let port = if e.contains('/') {
@@ -382,13 +417,29 @@ mod tests {
 
     #[test]
     fn publish_specs() {
-        let (p, b) = parse_publish("127.0.0.1:8080:80/udp").unwrap_or_default();
-        assert_eq!(p, "80/udp");
-        assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(b.host_port.as_deref(), Some("8080"));
-        let (p, _) = parse_publish("80").unwrap_or_default();
-        assert_eq!(p, "80/tcp");
+        let v = parse_publish("127.0.0.1:8080:80/udp").unwrap_or_default();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0, "80/udp");
+        assert_eq!(v[0].1.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(v[0].1.host_port.as_deref(), Some("8080"));
+        let v = parse_publish("80").unwrap_or_default();
+        assert_eq!(v[0].0, "80/tcp");
+        assert_eq!(v[0].1.host_port.as_deref(), Some(""));
+        let v = parse_publish("9000-9001:8000-8001").unwrap_or_default();
+        let got: Vec<(String, Option<String>)> =
+            v.into_iter().map(|(p, b)| (p, b.host_port)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("8000/tcp".to_string(), Some("9000".to_string())),
+                ("8001/tcp".to_string(), Some("9001".to_string()))
+            ]
+        );
+        let v = parse_publish("[::1]:8000-8010:80").unwrap_or_default();
+        assert_eq!(v[0].1.host_ip.as_deref(), Some("::1"));
+        assert_eq!(v[0].1.host_port.as_deref(), Some("8000-8010"));
         assert!(parse_publish("x:y").is_err());
+        assert!(parse_publish("1-3:1-2").is_err());
     }
 
     #[test]

@@ -16,32 +16,72 @@ fn s(v: &J) -> &str {
     v.as_str().unwrap_or_default()
 }
 
-/// docker's DisplayablePorts, without range grouping.
+/// An IP as docker prints it before ":port" (IPv6 in brackets, as net.JoinHostPort).
+fn host_ip(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+/// docker/cli's DisplayablePorts: sorted, consecutive identity-mapped ports grouped into
+/// ranges ("8000-8002/tcp"), other host mappings listed after the groups.
 pub fn format_ports(ports: &J) -> String {
     let Some(list) = ports.as_array() else {
         return String::new();
     };
-    let mut out: Vec<String> = Vec::new();
-    for p in list {
-        let private = p["PrivatePort"].as_u64().unwrap_or(0);
-        let kind = p["Type"].as_str().unwrap_or("tcp");
-        let item = match p["PublicPort"].as_u64().filter(|&x| x > 0) {
-            Some(public) => {
-                let ip = s(&p["IP"]);
-                let ip = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                format!("{ip}:{public}->{private}/{kind}")
-            }
-            None => format!("{private}/{kind}"),
+    let mut ports: Vec<(u64, String, u64, String)> = list
+        .iter()
+        .map(|p| {
+            (
+                p["PrivatePort"].as_u64().unwrap_or(0),
+                s(&p["IP"]).to_string(),
+                p["PublicPort"].as_u64().unwrap_or(0),
+                p["Type"].as_str().unwrap_or("tcp").to_string(),
+            )
+        })
+        .collect();
+    ports.sort();
+    let mut result: Vec<String> = Vec::new();
+    let mut host_mappings: Vec<String> = Vec::new();
+    // (key, ip, type, first, last), in the order keys first appear.
+    let mut groups: Vec<(String, String, String, u64, u64)> = Vec::new();
+    let form = |ip: &str, kind: &str, first: u64, last: u64| {
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{}:{g}->{g}", host_ip(ip));
+        }
+        format!("{g}/{kind}")
+    };
+    for (private, ip, public, kind) in ports {
+        if !ip.is_empty() && public != private {
+            host_mappings.push(format!("{}:{public}->{private}/{kind}", host_ip(&ip)));
+            continue;
+        }
+        let key = if ip.is_empty() {
+            kind.clone()
+        } else {
+            format!("{ip}/{kind}")
         };
-        if !out.contains(&item) {
-            out.push(item);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            None => groups.push((key, ip, kind, private, private)),
+            Some(g) if private == g.4 + 1 => g.4 = private,
+            Some(g) => {
+                result.push(form(&g.1, &g.2, g.3, g.4));
+                g.3 = private;
+                g.4 = private;
+            }
         }
     }
-    out.join(", ")
+    for g in &groups {
+        result.push(form(&g.1, &g.2, g.3, g.4));
+    }
+    result.extend(host_mappings);
+    result.join(", ")
 }
 
 /// One `ps` row as docker/cli's containerContext presents it.
@@ -248,8 +288,27 @@ mod tests {
             .render(&header(), &[row(&sample(), true)])
             .unwrap_or_default();
         let want = "CONTAINER ID   IMAGE     COMMAND                  CREATED         STATUS         PORTS                          NAMES\n\
-4f2a9c0e3b1d   busybox   \"sh -c 'while true; …\"   5 minutes ago   Up 5 minutes   0.0.0.0:8080->80/tcp, 53/udp   web\n";
+4f2a9c0e3b1d   busybox   \"sh -c 'while true; …\"   5 minutes ago   Up 5 minutes   53/udp, 0.0.0.0:8080->80/tcp   web\n";
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn ports_group_like_docker() {
+        let p = serde_json::json!([
+            {"PrivatePort": 8001, "Type": "tcp"},
+            {"PrivatePort": 8000, "Type": "tcp"},
+            {"PrivatePort": 8002, "Type": "tcp"},
+            {"PrivatePort": 9000, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 80, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 81, "PublicPort": 81, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 443, "PublicPort": 8443, "Type": "tcp"},
+            {"PrivatePort": 53, "Type": "udp"}
+        ]);
+        assert_eq!(
+            format_ports(&p),
+            "8000-8002/tcp, 53/udp, 0.0.0.0:80-81->80-81/tcp, 9000/tcp, [::]:8443->443/tcp"
+        );
+        assert_eq!(format_ports(&J::Null), "");
     }
 
     #[test]

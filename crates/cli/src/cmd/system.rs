@@ -185,6 +185,33 @@ pub fn render_info(v: &J) -> String {
     o.push_str(&format!(" Logging Driver: {}\n", s(&v["LoggingDriver"])));
     o.push_str(&format!(" Cgroup Driver: {}\n", s(&v["CgroupDriver"])));
     o.push_str(&format!(" Cgroup Version: {}\n", s(&v["CgroupVersion"])));
+    let join = |k: &J| -> String {
+        k.as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    o.push_str(" Plugins:\n");
+    o.push_str(&format!("  Volume: {}\n", join(&v["Plugins"]["Volume"])));
+    o.push_str(&format!("  Network: {}\n", join(&v["Plugins"]["Network"])));
+    if v["Plugins"]["Authorization"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        o.push_str(&format!(
+            "  Authorization: {}\n",
+            join(&v["Plugins"]["Authorization"])
+        ));
+    }
+    o.push_str(&format!("  Log: {}\n", join(&v["Plugins"]["Log"])));
+    let swarm = s(&v["Swarm"]["LocalNodeState"]);
+    o.push_str(&format!(
+        " Swarm: {}\n",
+        if swarm.is_empty() {
+            "inactive".into()
+        } else {
+            swarm
+        }
+    ));
     let runtimes: Vec<String> = v["Runtimes"]
         .as_object()
         .map(|m| m.keys().cloned().collect())
@@ -192,6 +219,34 @@ pub fn render_info(v: &J) -> String {
     if !runtimes.is_empty() {
         o.push_str(&format!(" Runtimes: {}\n", runtimes.join(" ")));
         o.push_str(&format!(" Default Runtime: {}\n", s(&v["DefaultRuntime"])));
+    }
+    if s(&v["OSType"]) == "linux" {
+        o.push_str(&format!(" Init Binary: {}\n", s(&v["InitBinary"])));
+        for (name, key) in [
+            ("containerd", "ContainerdCommit"),
+            ("runc", "RuncCommit"),
+            ("init", "InitCommit"),
+        ] {
+            o.push_str(&format!(" {name} version: {}\n", s(&v[key]["ID"])));
+        }
+        if let Some(opts) = v["SecurityOptions"].as_array().filter(|a| !a.is_empty()) {
+            o.push_str(" Security Options:\n");
+            for opt in opts {
+                // "name=seccomp,profile=default" → "  seccomp" / "   Profile: default"
+                for (i, kv) in s(opt).split(',').enumerate() {
+                    let (k, val) = kv.split_once('=').unwrap_or(("", kv));
+                    if i == 0 || k == "name" {
+                        o.push_str(&format!("  {val}\n"));
+                    } else {
+                        let mut key = k.to_string();
+                        if let Some(f) = key.get_mut(0..1) {
+                            f.make_ascii_uppercase();
+                        }
+                        o.push_str(&format!("   {key}: {val}\n"));
+                    }
+                }
+            }
+        }
     }
     o.push_str(&format!(" Kernel Version: {}\n", s(&v["KernelVersion"])));
     o.push_str(&format!(
@@ -230,8 +285,9 @@ pub fn render_info(v: &J) -> String {
         " Live Restore Enabled: {}\n",
         v["LiveRestoreEnabled"].as_bool().unwrap_or(false)
     ));
+    // docker ends the server section with an empty line, then any warnings.
+    o.push('\n');
     if let Some(w) = v["Warnings"].as_array().filter(|w| !w.is_empty()) {
-        o.push('\n');
         for x in w {
             o.push_str(&s(x));
             o.push('\n');
