@@ -358,16 +358,130 @@ fn json(args: &[Value]) -> Result<Value, FuncError> {
     let v = args
         .first()
         .ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
+    let mut out = String::new();
+    KEY_ORDER.with(|o| write_json(v, &o.borrow(), &mut out));
     // Go's encoding/json escapes <, > and & (docker's output shows "\u003cnone\u003e").
-    serde_json::to_string(&to_json(v))
-        .map(|s| {
-            Value::String(
-                s.replace('<', "\\u003c")
-                    .replace('>', "\\u003e")
-                    .replace('&', "\\u0026"),
-            )
-        })
-        .map_err(|e| FuncError::Generic(e.to_string()))
+    Ok(Value::String(
+        out.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026"),
+    ))
+}
+
+/// Key sets (sorted) → the order the daemon sent them in.
+type KeyOrders = HashMap<Vec<String>, Vec<String>>;
+
+thread_local! {
+    // Docker renders `{{json .Config}}` from Go structs, whose fields come out in
+    // declaration order: the order the API sends. Template values are hash maps, so
+    // the order of every object of the last document is remembered here.
+    static KEY_ORDER: std::cell::RefCell<KeyOrders> = Default::default();
+}
+
+/// Remembers the key order of every object in a raw JSON document for `json`.
+pub fn record_key_order(raw: &[u8]) {
+    let mut orders = KeyOrders::new();
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    if serde::de::DeserializeSeed::deserialize(Recorder(&mut orders), &mut de).is_ok() {
+        KEY_ORDER.with(|o| o.borrow_mut().extend(orders));
+    }
+}
+
+struct Recorder<'a>(&'a mut KeyOrders);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Recorder<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Recorder<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Recorder(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            map.next_value_seed(Recorder(&mut *self.0))?;
+            keys.push(k);
+        }
+        let mut sorted = keys.clone();
+        sorted.sort();
+        self.0.insert(sorted, keys);
+        Ok(())
+    }
+}
+
+/// Serializes a template value: recorded objects in the daemon's key order, other
+/// maps sorted (as Go marshals maps).
+fn write_json(v: &Value, orders: &KeyOrders, out: &mut String) {
+    match v {
+        Value::Map(m) | Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().filter(|k| !k.starts_with("__")).collect();
+            keys.sort();
+            let sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            // Go struct fields start with a capital letter; anything else is a Go map,
+            // which encoding/json sorts whatever order the daemon used.
+            let is_struct = sorted
+                .iter()
+                .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
+            let order: Vec<String> = if is_struct {
+                orders.get(&sorted).cloned().unwrap_or(sorted)
+            } else {
+                sorted
+            };
+            out.push('{');
+            for (i, k) in order.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(val) = m.get(k) {
+                    write_json(val, orders, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(x, orders, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&to_json(other).to_string()),
+    }
 }
 
 fn join(args: &[Value]) -> Result<Value, FuncError> {
@@ -525,6 +639,23 @@ mod tests {
         );
         assert_eq!(render("{{$x := .State.Pid}}{{$x}}", v.clone()), "42");
         assert_eq!(render("{{index .Config.Labels \"a\"}}", v), "1");
+    }
+
+    #[test]
+    fn json_keeps_the_daemon_key_order() {
+        let raw = br#"{"Id":"x","Config":{"Hostname":"h","Env":["A=1"],"Cmd":["sh"],"Labels":{"z":"1","a":"2"}}}"#;
+        // Labels is a Go map: sorted, whatever the daemon's order.
+        record_key_order(raw);
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+        assert_eq!(
+            render("{{json .Config}}", v),
+            r#"{"Hostname":"h","Env":["A=1"],"Cmd":["sh"],"Labels":{"a":"2","z":"1"}}"#
+        );
+        // Objects never seen come out sorted, as Go marshals maps.
+        assert_eq!(
+            render("{{json .}}", serde_json::json!({"b": 1, "a": 2})),
+            r#"{"a":2,"b":1}"#
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub async fn inspect(c: &Client, a: InspectArgs, forced: Option<&str>) -> CliRes
         Some(t) => {
             let mut out = String::new();
             for raw in &found {
+                tmpl::record_key_order(raw);
                 let v: serde_json::Value = serde_json::from_slice(raw)
                     .map_err(|e| CliError::new(1, format!("error decoding response: {e}")))?;
                 out.push_str(&t.render(&tmpl::from_json(&v))?);
