@@ -243,7 +243,15 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     if o.tty && parsed.attach_stdin && !stream::stdin_is_tty() {
         return Err(CliError::new(1, "the input device is not a TTY"));
     }
-    let id = create_container(c, o, parsed.body, image)
+    let mut body = parsed.body;
+    if o.tty && !a.detach && stream::stdout_is_tty() {
+        // Docker sends the terminal size with create (ConsoleSize), so the container's
+        // TTY has the right size before the first resize call can land.
+        if let (Some(hc), Some((h, w))) = (body.host_config.as_mut(), stream::tty_size()) {
+            hc.console_size = Some(vec![h as usize, w as usize]);
+        }
+    }
+    let id = create_container(c, o, body, image)
         .await
         .map_err(|e| CliError::new(125, prefix(&e.msg)))?;
 
