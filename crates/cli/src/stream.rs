@@ -16,9 +16,21 @@ use crate::client::{CliError, CliResult};
 /// docker's default detach sequence: ctrl-p, ctrl-q.
 pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
 
-/// Puts the local terminal into raw mode and restores it when dropped.
+/// The terminal settings to restore, shared with the signal handler task.
+static SAVED_TERMIOS: std::sync::Mutex<Option<Termios>> = std::sync::Mutex::new(None);
+
+fn restore_terminal() {
+    let saved = SAVED_TERMIOS.lock().ok().and_then(|mut s| s.take());
+    if let Some(orig) = saved {
+        let stdin = std::io::stdin();
+        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &orig);
+    }
+}
+
+/// Puts the local terminal into raw mode and restores it when dropped, or when we are
+/// told to terminate (SIGTERM, SIGHUP) while it is raw.
 pub struct RawGuard {
-    orig: Termios,
+    on_signal: tokio::task::JoinHandle<()>,
 }
 
 impl RawGuard {
@@ -29,15 +41,34 @@ impl RawGuard {
         let orig = termios::tcgetattr(fd).ok()?;
         let mut raw = orig.clone();
         termios::cfmakeraw(&mut raw);
-        termios::tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawGuard { orig })
+        *SAVED_TERMIOS.lock().ok()? = Some(orig);
+        if termios::tcsetattr(fd, SetArg::TCSANOW, &raw).is_err() {
+            restore_terminal();
+            return None;
+        }
+        let on_signal = tokio::spawn(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                return;
+            };
+            let code = tokio::select! {
+                _ = term.recv() => 128 + libc::SIGTERM,
+                _ = hup.recv() => 128 + libc::SIGHUP,
+            };
+            restore_terminal();
+            std::process::exit(code);
+        });
+        Some(RawGuard { on_signal })
     }
 }
 
 impl Drop for RawGuard {
     fn drop(&mut self) {
-        let stdin = std::io::stdin();
-        let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &self.orig);
+        self.on_signal.abort();
+        restore_terminal();
     }
 }
 
