@@ -1,6 +1,8 @@
 //! Command implementations.
 
 mod container;
+#[cfg(test)]
+mod fake_daemon;
 mod image;
 mod inspect;
 mod ps;

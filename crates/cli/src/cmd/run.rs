@@ -621,6 +621,99 @@ mod tests {
         );
     }
 
+    use super::super::fake_daemon::{FakeDaemon, Script};
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Some(Command::Run(r)),
+                ..
+            }) => r,
+            other => panic!("bad test argv: {other:?}"),
+        }
+    }
+
+    fn script(start_error: Option<&str>, exit_code: i64) -> Script {
+        Script {
+            start_error: start_error.map(String::from),
+            stdout: b"out\n".to_vec(),
+            stderr: b"err\n".to_vec(),
+            exit_code,
+        }
+    }
+
+    #[tokio::test]
+    async fn run_waits_attaches_then_starts_and_returns_the_exit_code() {
+        let d = FakeDaemon::start(script(None, 3)).map_err(|e| e.to_string());
+        let d = d.unwrap_or_else(|e| panic!("fake daemon: {e}"));
+        let c = Client::new(&d.host).unwrap_or_else(|e| panic!("{e}"));
+        let r = run(&c, run_args(&["berth", "run", "busybox", "sh"])).await;
+        assert!(
+            matches!(&r, Err(CliError { code: 3, msg }) if msg.is_empty()),
+            "{r:?}"
+        );
+        let reqs: Vec<String> = d
+            .requests()
+            .into_iter()
+            .map(|r| r.split('?').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            reqs,
+            vec![
+                "POST /containers/create",
+                "POST /containers/c0ffee/wait",
+                "POST /containers/c0ffee/attach",
+                "POST /containers/c0ffee/start",
+            ]
+        );
+        assert!(d.requests()[1].contains("condition=next-exit"));
+    }
+
+    #[tokio::test]
+    async fn run_rm_waits_for_removal_and_exit_zero_is_ok() {
+        let d = FakeDaemon::start(script(None, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let c = Client::new(&d.host).unwrap_or_else(|e| panic!("{e}"));
+        let r = run(&c, run_args(&["berth", "run", "--rm", "busybox"])).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert!(d.requests()[1].contains("condition=removed"));
+    }
+
+    #[tokio::test]
+    async fn failed_start_maps_to_126_127() {
+        let msg = "failed to create task: exec: \"nope\": executable file not found in $PATH";
+        let d = FakeDaemon::start(script(Some(msg), 0)).unwrap_or_else(|e| panic!("{e}"));
+        let c = Client::new(&d.host).unwrap_or_else(|e| panic!("{e}"));
+        let r = run(&c, run_args(&["berth", "run", "busybox", "nope"])).await;
+        match r {
+            Err(e) => {
+                assert_eq!(e.code, 127);
+                assert_eq!(e.msg, format!("berth: Error response from daemon: {msg}"));
+            }
+            Ok(()) => panic!("start error was ignored"),
+        }
+        let d = FakeDaemon::start(script(Some("exec: \"/etc\": permission denied"), 0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = Client::new(&d.host).unwrap_or_else(|e| panic!("{e}"));
+        let r = run(&c, run_args(&["berth", "run", "-d", "busybox", "/etc"])).await;
+        assert!(matches!(r, Err(CliError { code: 126, .. })), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn daemon_errors_are_dockers_line() {
+        let d = FakeDaemon::start(script(None, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let c = Client::new(&d.host).unwrap_or_else(|e| panic!("{e}"));
+        let e = c.get_json("/nope").await.err().map(|e| (e.code, e.msg));
+        assert_eq!(
+            e,
+            Some((
+                1,
+                "Error response from daemon: page not found: /nope".to_string()
+            ))
+        );
+    }
+
     #[test]
     fn references() {
         assert_eq!(with_default_tag("busybox"), "busybox:latest");
