@@ -79,6 +79,10 @@ pub fn resolve_host(flag: Option<&str>) -> String {
 pub struct Client {
     pub host: String,
     pub docker: Docker,
+    /// The socket did not exist when we started: every bollard call reports
+    /// "Cannot connect", as docker does, after commands had a chance to print
+    /// their client-side part (`version`, `info`).
+    socket_missing: bool,
 }
 
 // Long-running calls (attach, wait, logs -f) must not time out; bollard's default is 2 minutes.
@@ -87,13 +91,14 @@ const NO_TIMEOUT: u64 = 10 * 365 * 24 * 3600;
 impl Client {
     pub fn new(host: &str) -> CliResult<Client> {
         let version = bollard::API_DEFAULT_VERSION;
+        let mut socket_missing = false;
         let docker = if let Some(path) = host.strip_prefix("unix://") {
-            // bollard refuses a missing socket up front; build the client anyway so the
-            // first request reports "Cannot connect" like docker does.
-            match Docker::connect_with_unix(path, NO_TIMEOUT, version) {
-                Ok(d) => d,
-                Err(_) => return Err(cannot_connect(host)),
-            }
+            // bollard refuses a missing socket up front; build the client on a path that
+            // exists (connecting to it fails) and report "Cannot connect" per request.
+            socket_missing = !std::path::Path::new(path).exists();
+            let path = if socket_missing { "/" } else { path };
+            Docker::connect_with_unix(path, NO_TIMEOUT, version)
+                .map_err(|_| cannot_connect(host))?
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
             let addr = host.replacen("tcp://", "http://", 1);
             Docker::connect_with_http(&addr, NO_TIMEOUT, version)
@@ -107,12 +112,16 @@ impl Client {
         Ok(Client {
             host: host.to_string(),
             docker,
+            socket_missing,
         })
     }
 
     /// Maps a bollard error to docker's message and exit code 1.
     pub fn err(&self, e: bollard::errors::Error) -> CliError {
         use bollard::errors::Error as E;
+        if self.socket_missing {
+            return cannot_connect(&self.host);
+        }
         match e {
             E::DockerResponseServerError { message, .. } => {
                 CliError::new(1, format!("Error response from daemon: {message}"))

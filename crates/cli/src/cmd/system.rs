@@ -4,7 +4,7 @@ use gtmpl::Value;
 use serde_json::Value as J;
 
 use crate::args::FormatArgs;
-use crate::client::{CliError, CliResult, Client};
+use crate::client::{CliResult, Client};
 use crate::tmpl::{self, object, Tmpl};
 use crate::units;
 
@@ -93,7 +93,6 @@ pub async fn version(c: &Client, a: FormatArgs) -> CliResult<()> {
         Ok(v) => v,
         Err(e) => {
             print!("{out}");
-            println!();
             return Err(e);
         }
     };
@@ -321,10 +320,7 @@ pub async fn info(c: &Client, a: FormatArgs) -> CliResult<()> {
                 "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n\nServer:\n",
                 env!("CARGO_PKG_VERSION")
             );
-            Err(CliError::new(
-                e.code,
-                format!("ERROR: {}\nerrors pretty printing info", e.msg),
-            ))
+            Err(e)
         }
     }
 }
