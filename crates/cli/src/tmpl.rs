@@ -177,6 +177,16 @@ fn rewrite_action(inner: &str) -> String {
     if is_control || is_decl || trimmed.is_empty() {
         return format!("{lead}{body}{trail}");
     }
+    // A plain field chain (".Config.Labels", "$c.State") names the field it prints.
+    let last = trimmed.rsplit('.').next().unwrap_or("");
+    let is_chain = trimmed.contains('.')
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '$')
+        && !last.is_empty();
+    if is_chain {
+        return format!("{lead}{body} | __gofmt \"{last}\"{trail}");
+    }
     format!("{lead}{body} | __gofmt{trail}")
 }
 
@@ -233,10 +243,40 @@ fn rewrite_label(body: &str) -> String {
 
 /// Go's `fmt.Sprint` of a value decoded from JSON.
 pub fn go_print(v: &Value) -> String {
+    go_print_field(v, None)
+}
+
+/// Fields of docker's API types that are Go maps even when their keys are capitalized
+/// (GraphDriver.Data has "LowerDir", version Details has "ApiVersion").
+const MAP_FIELDS: &[&str] = &[
+    "Labels",
+    "Networks",
+    "Ports",
+    "ExposedPorts",
+    "Volumes",
+    "PortBindings",
+    "DriverOpts",
+    "Data",
+    "Sysctls",
+    "Tmpfs",
+    "StorageOpt",
+    "Annotations",
+    "Details",
+    "Runtimes",
+    "IndexConfigs",
+    "Options",
+    "Containers",
+];
+
+/// Go's `fmt.Sprint`, knowing the field name the value came from. Objects recorded
+/// from the daemon whose keys are all capitalized are Go structs and print as
+/// `{v1 v2}` in field order; everything else prints as a sorted `map[k:v]`.
+fn go_print_field(v: &Value, field: Option<&str>) -> String {
     match v {
         Value::NoValue => "<no value>".into(),
         // Docker templates run on typed Go structs, where a JSON null is almost always
         // a nil slice or map, which Go prints as "[]".
+        Value::Nil if field.is_some_and(|f| MAP_FIELDS.contains(&f)) => "map[]".into(),
         Value::Nil => "[]".into(),
         Value::Bool(b) => b.to_string(),
         Value::String(s) => s.clone(),
@@ -252,16 +292,53 @@ pub fn go_print(v: &Value) -> String {
             }
         }
         Value::Array(a) => {
-            let parts: Vec<String> = a.iter().map(go_print).collect();
+            let parts: Vec<String> = a.iter().map(|x| go_print_field(x, None)).collect();
             format!("[{}]", parts.join(" "))
         }
+        // ExposedPorts and Volumes map to struct{}: Go prints those values as "{}".
+        Value::Object(m) | Value::Map(m)
+            if m.is_empty()
+                && field.is_some_and(|f| {
+                    f.starts_with('/') || f.starts_with(|c: char| c.is_ascii_digit())
+                }) =>
+        {
+            "{}".into()
+        }
         Value::Object(m) | Value::Map(m) => {
-            let sorted: BTreeMap<&String, &Value> = m.iter().collect();
-            let parts: Vec<String> = sorted
+            let mut keys: Vec<String> =
+                m.keys().filter(|k| !k.starts_with("__")).cloned().collect();
+            keys.sort();
+            let is_map_field = field.is_some_and(|f| MAP_FIELDS.contains(&f));
+            let all_caps = keys
                 .iter()
-                .map(|(k, v)| format!("{k}:{}", go_print(v)))
-                .collect();
-            format!("map[{}]", parts.join(" "))
+                .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()));
+            let order = if !keys.is_empty() && all_caps && !is_map_field {
+                KEY_ORDER.with(|o| o.borrow().get(&keys).cloned())
+            } else {
+                None
+            };
+            match order {
+                Some(order) => {
+                    let parts: Vec<String> = order
+                        .iter()
+                        .map(|k| {
+                            m.get(k)
+                                .map(|x| go_print_field(x, Some(k)))
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    format!("{{{}}}", parts.join(" "))
+                }
+                None => {
+                    let sorted: BTreeMap<&String, &Value> =
+                        m.iter().filter(|(k, _)| !k.starts_with("__")).collect();
+                    let parts: Vec<String> = sorted
+                        .iter()
+                        .map(|(k, x)| format!("{k}:{}", go_print_field(x, Some(k))))
+                        .collect();
+                    format!("map[{}]", parts.join(" "))
+                }
+            }
         }
         Value::Function(_) => "<func>".into(),
     }
@@ -561,7 +638,16 @@ fn println(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn gofmt_fn(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(args.last().map(go_print).unwrap_or_default()))
+    // `__gofmt "Field"` carries the name of the field the action printed.
+    let field = match args {
+        [Value::String(f), _] => Some(f.as_str()),
+        _ => None,
+    };
+    Ok(Value::String(
+        args.last()
+            .map(|v| go_print_field(v, field))
+            .unwrap_or_default(),
+    ))
 }
 
 fn rangeable(args: &[Value]) -> Result<Value, FuncError> {
@@ -656,6 +742,31 @@ mod tests {
             render("{{json .}}", serde_json::json!({"b": 1, "a": 2})),
             r#"{"a":2,"b":1}"#
         );
+    }
+
+    #[test]
+    fn structs_print_like_go_structs() {
+        let raw = br#"{"State":{"Status":"running","Pid":7},"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}},"GraphDriver":{"Data":{"UpperDir":"/u","LowerDir":"/l"}},"Config":{"Labels":{"MAINTAINER":"me"},"ExposedPorts":{"80/tcp":{}}}}"#;
+        record_key_order(raw);
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+        assert_eq!(render("{{.State}}", v.clone()), "{running 7}");
+        assert_eq!(
+            render("{{.HostConfig.PortBindings}}", v.clone()),
+            "map[80/tcp:[{ 8080}]]"
+        );
+        assert_eq!(
+            render("{{.GraphDriver.Data}}", v.clone()),
+            "map[LowerDir:/l UpperDir:/u]"
+        );
+        assert_eq!(
+            render("{{.Config.Labels}}", v.clone()),
+            "map[MAINTAINER:me]"
+        );
+        assert_eq!(
+            render("{{.Config.ExposedPorts}}", v.clone()),
+            "map[80/tcp:{}]"
+        );
+        assert_eq!(render("{{.Config.Volumes}}", v), "map[]");
     }
 
     #[test]
