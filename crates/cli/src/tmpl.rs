@@ -746,7 +746,7 @@ mod tests {
 
     #[test]
     fn structs_print_like_go_structs() {
-        let raw = br#"{"State":{"Status":"running","Pid":7},"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}},"GraphDriver":{"Data":{"UpperDir":"/u","LowerDir":"/l"}},"Config":{"Labels":{"MAINTAINER":"me"},"ExposedPorts":{"80/tcp":{}}}}"#;
+        let raw = br#"{"State":{"Status":"running","Pid":7},"HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}},"GraphDriver":{"Data":{"UpperDir":"/u","LowerDir":"/l"}},"Config":{"Labels":{"MAINTAINER":"me"},"ExposedPorts":{"80/tcp":{}},"Volumes":null}}"#;
         record_key_order(raw);
         let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
         assert_eq!(render("{{.State}}", v.clone()), "{running 7}");
