@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -282,6 +282,24 @@ static ESCAPE_CLASS: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes in `x` is not plain (class 0 in `ESCAPE_CLASS`); the
+/// classic SWAR zero-byte tests, exact for "is there any".
+#[inline]
+fn needs_escape8(x: u64) -> bool {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(L) & !v & H;
+    let below_space = x.wrapping_sub(L * 0x20) & !x & H;
+    let hits = (x & H)
+        | below_space
+        | has_zero(x ^ (L * b'"' as u64))
+        | has_zero(x ^ (L * b'\\' as u64))
+        | has_zero(x ^ (L * b'<' as u64))
+        | has_zero(x ^ (L * b'>' as u64))
+        | has_zero(x ^ (L * b'&' as u64));
+    hits != 0
+}
+
 /// JSON string escaping exactly as moby's jsonlog (`ffjsonWriteJSONBytesAsString`):
 /// `<`, `>`, `&` and control characters other than `\n`/`\r` as `\u00XX`, invalid UTF-8
 /// as `\ufffd`, U+2028/U+2029 escaped.
@@ -290,7 +308,16 @@ pub fn escape_json(s: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
     let mut i = 0;
     while i < s.len() {
-        let b = s[i];
+        // Skip plain text eight bytes at a time.
+        while i + 8 <= s.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[i..i + 8]);
+            if needs_escape8(u64::from_le_bytes(w)) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = s.get(i) else { break };
         match ESCAPE_CLASS[b as usize] {
             0 => i += 1,
             1 => {
@@ -399,6 +426,8 @@ struct JsonLog {
 pub fn parse_line(raw: &[u8], line_out: &mut Vec<u8>) -> Option<(Stream, DateTime<Utc>)> {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
     line_out.clear();
+    // One allocation per entry: the escaped text is never shorter than the bytes.
+    line_out.reserve(raw.len());
     if let Some(r) = parse_fast(raw, line_out) {
         return Some(r);
     }
@@ -585,42 +614,56 @@ struct Position {
 }
 
 /// Reads complete lines of `f` from `offset`, handing each entry to `sink`; returns the
-/// offset after the last complete line. `sink` returns false to stop.
+/// offset after the last complete line and false if `until` or `sink` stopped it.
+/// Lines are parsed in place in a large buffer: no copy per line besides the entry's.
 fn read_lines(
     f: &mut File,
     offset: u64,
     opts: &ReadOptions,
+    buf_size: usize,
     mut sink: impl FnMut(LogEntry) -> bool,
 ) -> std::io::Result<(u64, bool)> {
     f.seek(SeekFrom::Start(offset))?;
-    let mut r = BufReader::with_capacity(1 << 20, &*f);
-    let mut raw = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; buf_size];
+    let mut filled = 0usize;
+    let mut base = offset; // file offset of buf[0]
     let mut line = Vec::new();
-    let mut pos = offset;
     loop {
-        raw.clear();
-        let n = r.read_until(b'\n', &mut raw)?;
-        if n == 0 || raw.last() != Some(&b'\n') {
-            return Ok((pos, true));
-        }
-        pos += n as u64;
-        let Some((stream, time)) = parse_line(&raw, &mut line) else {
-            continue; // a corrupt line (e.g. after a crash) is skipped, as Docker does
-        };
-        if let Some(u) = opts.until {
-            if time > u {
-                return Ok((pos, false));
+        let n = f.read(&mut buf[filled..])?;
+        filled += n;
+        let mut start = 0usize;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..filled]) {
+            let raw = &buf[start..start + nl + 1];
+            start += nl + 1;
+            let Some((stream, time)) = parse_line(raw, &mut line) else {
+                continue; // a corrupt line (e.g. after a crash) is skipped, as Docker does
+            };
+            if let Some(u) = opts.until {
+                if time > u {
+                    return Ok((base + start as u64, false));
+                }
+            }
+            if !opts.wants(stream) || opts.since.is_some_and(|s| time < s) {
+                continue;
+            }
+            let entry = LogEntry {
+                stream,
+                time,
+                line: std::mem::take(&mut line),
+            };
+            if !sink(entry) {
+                return Ok((base + start as u64, false));
             }
         }
-        if !opts.wants(stream) || opts.since.is_some_and(|s| time < s) {
-            continue;
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+        base += start as u64;
+        if n == 0 {
+            return Ok((base, true));
         }
-        if !sink(LogEntry {
-            stream,
-            time,
-            line: std::mem::take(&mut line),
-        }) {
-            return Ok((pos, false));
+        if filled == buf.len() {
+            // One line longer than the buffer.
+            buf.resize(buf.len() * 2, 0);
         }
     }
 }
@@ -661,7 +704,7 @@ fn read_all_pos(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let (off, more) = read_lines(&mut f, starts[i], opts, &mut sink)?;
+        let (off, more) = read_lines(&mut f, starts[i], opts, 1 << 20, &mut sink)?;
         if !more {
             pos.done = true;
             return Ok(pos);
@@ -697,6 +740,16 @@ fn complete_end(f: &mut File) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Like [`read_all`] but hands each entry to `sink` as it is read (no big `Vec` for a
+/// big log); `sink` returns false to stop.
+pub fn read_each(
+    path: &Path,
+    opts: &ReadOptions,
+    sink: impl FnMut(LogEntry) -> bool,
+) -> std::io::Result<()> {
+    read_all_pos(path, opts, sink).map(|_| ())
 }
 
 /// All entries of the log at `path`, rotated files included, oldest first.
@@ -825,7 +878,7 @@ impl Follower {
                 self.offset = 0;
             }
             let mut budget = 8192usize;
-            let (off, more) = read_lines(f, self.offset, &self.opts, |e| {
+            let (off, more) = read_lines(f, self.offset, &self.opts, 64 * 1024, |e| {
                 out.push(e);
                 budget -= 1;
                 budget > 0
@@ -998,6 +1051,26 @@ mod tests {
             parse_line(raw.as_bytes(), &mut line).unwrap();
             assert_eq!(line, s);
         }
+    }
+
+    #[test]
+    fn swar_agrees_with_table() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut w = [b'a'; 8];
+                w[pos] = b;
+                assert_eq!(
+                    needs_escape8(u64::from_le_bytes(w)),
+                    ESCAPE_CLASS[b as usize] != 0,
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+        let long = "0123456789abcdef\"<é>\n".repeat(3);
+        assert_eq!(
+            esc(long.as_bytes()),
+            r#"0123456789abcdef\"\u003cé\u003e\n"#.repeat(3)
+        );
     }
 
     #[test]
@@ -1313,5 +1386,52 @@ mod tests {
             got.push(e);
         }
         assert_eq!(numbers(&got), vec![0, 1]);
+    }
+
+    /// Throughput of the writer and reader on 200 MiB (prints, asserts nothing):
+    /// `cargo test --release -p berth-runtime --lib bench_200mib -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark"]
+    fn bench_200mib() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let mut chunk = Vec::new();
+        let mut i = 0u64;
+        while chunk.len() < 64 * 1024 {
+            chunk.extend_from_slice(
+                format!("{i} the quick brown fox jumps over the lazy dog \"quoted\" \t tab\n")
+                    .as_bytes(),
+            );
+            i += 1;
+        }
+        let total = 200u64 << 20;
+        let t = std::time::Instant::now();
+        let mut w = LogWriter::open(&p, None, 1).unwrap();
+        let mut written = 0u64;
+        while written < total {
+            w.write(Stream::Stdout, &chunk).unwrap();
+            written += chunk.len() as u64;
+        }
+        w.finish().unwrap();
+        let wt = t.elapsed();
+        let size = std::fs::metadata(&p).unwrap().len();
+        let t = std::time::Instant::now();
+        let mut n = 0usize;
+        let mut bytes = 0usize;
+        read_each(&p, &ReadOptions::default(), |e| {
+            n += 1;
+            bytes += e.line.len();
+            true
+        })
+        .unwrap();
+        let rt = t.elapsed();
+        let mibs = |d: std::time::Duration| written as f64 / (1 << 20) as f64 / d.as_secs_f64();
+        eprintln!(
+            "write: {:.0} MiB/s ({wt:?}, file {} MiB); read: {n} entries, {:.0} MiB/s ({rt:?})",
+            mibs(wt),
+            size >> 20,
+            mibs(rt)
+        );
+        assert_eq!(bytes as u64, written);
     }
 }
