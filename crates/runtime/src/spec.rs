@@ -698,7 +698,7 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
         "args": opts.args,
         "env": container_env(opts),
         "cwd": cwd,
-        "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
+        "capabilities": capabilities_for(u.uid, &caps),
         "noNewPrivileges": sec.no_new_privileges,
     });
     let rl = rlimits(&opts.ulimits)?;
@@ -715,8 +715,19 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
     if !opts.cgroups_path.is_empty() {
         linux["cgroupsPath"] = json!(opts.cgroups_path);
     }
-    if !opts.sysctls.is_empty() {
-        linux["sysctl"] = json!(opts.sysctls);
+    let mut sysctls = opts.sysctls.clone();
+    // Docker (20.10+) lets unprivileged processes bind low ports and ping in a
+    // container's own network namespace (moby `WithSysctls`).
+    if opts.network_mode != "host" && !opts.network_mode.starts_with("container:") {
+        sysctls
+            .entry("net.ipv4.ip_unprivileged_port_start".into())
+            .or_insert_with(|| "0".into());
+        sysctls
+            .entry("net.ipv4.ping_group_range".into())
+            .or_insert_with(|| "0 2147483647".into());
+    }
+    if !sysctls.is_empty() {
+        linux["sysctl"] = json!(sysctls);
     }
     if let Some(s) = seccomp {
         linux["seccomp"] = serde_json::to_value(s)?;
@@ -776,13 +787,28 @@ pub fn exec_process(container: &Spec, rootfs: &Path, opts: &ExecOptions) -> Resu
         pu.set_additional_gids(Some(u.additional_gids));
         p.set_user(pu);
     }
-    if opts.privileged {
-        let all = tweak_capabilities(&[], &[], true)?;
-        let caps: oci_spec::runtime::LinuxCapabilities =
-            serde_json::from_value(json!({ "bounding": all, "effective": all, "permitted": all }))?;
-        p.set_capabilities(Some(caps));
-    }
+    // The capability set is the container's bounding set (or all with --privileged),
+    // given as effective/permitted only to root, as for the container itself.
+    let set: Vec<String> = if opts.privileged {
+        tweak_capabilities(&[], &[], true)?
+    } else {
+        let bounding = p.capabilities().as_ref().and_then(|c| c.bounding().clone());
+        let v = serde_json::to_value(bounding.unwrap_or_default())?;
+        serde_json::from_value(v)?
+    };
+    let caps = serde_json::from_value(capabilities_for(p.user().uid(), &set))?;
+    p.set_capabilities(Some(caps));
     Ok(p)
+}
+
+/// moby `oci.SetCapabilities`: effective and permitted only for uid 0 ("to match what
+/// execve does"); other users get the bounding set alone.
+fn capabilities_for(uid: u32, caps: &[String]) -> Value {
+    if uid == 0 {
+        json!({ "bounding": caps, "effective": caps, "permitted": caps })
+    } else {
+        json!({ "bounding": caps })
+    }
 }
 
 #[cfg(test)]
@@ -888,9 +914,38 @@ mod tests {
             .unwrap()
             .contains(&"size=67108864".to_string()));
         assert_eq!(s.hostname().as_deref(), Some("abc"));
+        let sysctl = l.sysctl().clone().unwrap();
+        assert_eq!(sysctl["net.ipv4.ip_unprivileged_port_start"], "0");
+        assert_eq!(sysctl["net.ipv4.ping_group_range"], "0 2147483647");
         // Round-trips through JSON as the shim will read it.
         let j = serde_json::to_string(&s).unwrap();
         let _: Spec = serde_json::from_str(&j).unwrap();
+    }
+
+    #[test]
+    fn non_root_user_gets_bounding_caps_only() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.user = "nobody".into();
+        let s = generate(&o).unwrap();
+        let p = s.process().as_ref().unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (65534, 65534));
+        let caps = p.capabilities().clone().unwrap();
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(14));
+        assert!(caps.effective().is_none() && caps.permitted().is_none());
+        // exec as root in that container: effective again.
+        let e = exec_process(
+            &s,
+            r.path(),
+            &ExecOptions {
+                args: vec!["id".into()],
+                user: "0".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let caps = e.capabilities().clone().unwrap();
+        assert_eq!(caps.effective().as_ref().map(|b| b.len()), Some(14));
     }
 
     #[test]
@@ -905,6 +960,7 @@ mod tests {
         o.env = vec!["PATH=/bin".into(), "HOSTNAME=override".into(), "A=1".into()];
         let s = generate(&o).unwrap();
         assert_eq!(ns(&s), vec![LinuxNamespaceType::Mount]);
+        assert!(s.linux().as_ref().unwrap().sysctl().is_none());
         assert!(s.hostname().is_none());
         assert_eq!(
             s.process().as_ref().unwrap().env().as_ref().unwrap(),
@@ -1121,6 +1177,9 @@ mod tests {
         assert_eq!(p.args().as_deref(), Some(&["ls".to_string()][..]));
         assert_eq!(p.cwd(), Path::new("/srv"));
         assert_eq!((p.user().uid(), p.user().gid()), (65534, 65534));
+        let caps = p.capabilities().clone().unwrap();
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(14));
+        assert!(caps.effective().is_none() && caps.permitted().is_none());
         assert_eq!(p.no_new_privileges(), Some(true));
         let env = p.env().clone().unwrap();
         assert!(env.contains(&"A=3".to_string()) && env.contains(&"B=2".to_string()));
