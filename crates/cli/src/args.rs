@@ -628,7 +628,7 @@ pub struct HistoryArgs {
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
-    #[arg(long, action = ArgAction::Help, help = "Print usage")]
+    #[arg(short = 'h', long, action = ArgAction::Help, help = "Print usage")]
     pub help: Option<bool>,
     pub image: String,
 }

@@ -202,6 +202,69 @@ impl Client {
         Ok(resp)
     }
 
+    /// A hijacked request (attach, exec start): the raw byte stream both ways after
+    /// the daemon's "101 UPGRADED". Done by hand rather than through bollard, whose
+    /// attach decoder guesses stream headers from the first byte and eats TTY output
+    /// that starts with \x00-\x02.
+    pub async fn hijack(&self, path: &str, json_body: Option<String>) -> CliResult<Hijacked> {
+        let body = Full::new(Bytes::from(json_body.clone().unwrap_or_default()))
+            .map_err(|never| match never {})
+            .boxed();
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("Host", "berth")
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp");
+        if json_body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(body)
+            .map_err(|e| CliError::new(1, e.to_string()))?;
+        let io_err = |_e: io::Error| cannot_connect(&self.host);
+        let resp = if let Some(p) = self.host.strip_prefix("unix://") {
+            let stream = tokio::net::UnixStream::connect(p).await.map_err(io_err)?;
+            send_upgradable(stream, req).await?
+        } else {
+            let addr = self
+                .host
+                .trim_start_matches("tcp://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(io_err)?;
+            send_upgradable(stream, req).await?
+        };
+        let status = resp.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            if status.is_success() {
+                return Err(CliError::new(
+                    1,
+                    "the daemon did not upgrade the connection",
+                ));
+            }
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(daemon_error(status, &body));
+        }
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| CliError::new(1, format!("error upgrading connection: {e}")))?;
+        let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+        Ok(Hijacked {
+            output: Box::pin(r),
+            input: Box::pin(w),
+        })
+    }
+
     /// GET returning parsed JSON, or docker's error line for a non-2xx answer.
     pub async fn get_json(&self, path: &str) -> CliResult<serde_json::Value> {
         let (status, body) = self.raw(Method::GET, path, None, None).await?;
@@ -211,6 +274,31 @@ impl Client {
         serde_json::from_slice(&body)
             .map_err(|e| CliError::new(1, format!("error decoding response: {e}")))
     }
+}
+
+/// The two halves of a hijacked connection.
+pub struct Hijacked {
+    pub output: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+async fn send_upgradable<S>(
+    stream: S,
+    req: Request<BoxBody<Bytes, io::Error>>,
+) -> CliResult<hyper::Response<hyper::body::Incoming>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| CliError::new(1, e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| CliError::new(1, format!("error during connect: {e}")))
 }
 
 async fn send<S>(

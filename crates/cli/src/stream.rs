@@ -5,10 +5,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 
-use bollard::container::LogOutput;
-use futures::{Stream, StreamExt};
 use nix::sys::termios::{self, SetArg, Termios};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::client::{CliError, CliResult};
@@ -201,31 +199,55 @@ pub enum StreamEnd {
     Detached,
 }
 
-pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+pub type Output = Pin<Box<dyn AsyncRead + Send>>;
 pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// Writes one frame to the matching local descriptor.
-pub fn write_frame(frame: LogOutput) -> std::io::Result<()> {
-    match frame {
-        LogOutput::StdErr { message } => {
-            let mut e = std::io::stderr().lock();
-            e.write_all(&message)?;
-            e.flush()
+/// Splits docker's multiplexed stream (8-byte headers: stream, 0,0,0, big-endian length).
+#[derive(Default)]
+pub struct Demux {
+    buf: bytes::BytesMut,
+}
+
+impl Demux {
+    /// Feeds bytes; returns complete (stream, payload) frames.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        use bytes::Buf;
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while self.buf.len() >= 8 {
+            let len =
+                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
+            if self.buf.len() < 8 + len {
+                break;
+            }
+            let kind = self.buf[0];
+            self.buf.advance(8);
+            out.push((kind, self.buf.split_to(len).to_vec()));
         }
-        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&message)?;
-            o.flush()
-        }
-        LogOutput::StdIn { .. } => Ok(()),
+        out
     }
 }
 
-/// Pumps a hijacked attach: output to our fds, stdin (if wanted) to the container.
-/// Returns when the output ends or the user detaches.
+/// Writes bytes to our stdout (stream 0/1) or stderr (stream 2).
+pub fn write_out(kind: u8, data: &[u8]) -> std::io::Result<()> {
+    if kind == 2 {
+        let mut e = std::io::stderr().lock();
+        e.write_all(data)?;
+        e.flush()
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_all(data)?;
+        o.flush()
+    }
+}
+
+/// Pumps a hijacked stream: output to our fds (raw for a TTY, demultiplexed
+/// otherwise), stdin (if wanted) to the container. Returns when the output ends or
+/// the user detaches.
 pub async fn pump(
     mut output: Output,
     mut input: Input,
+    tty: bool,
     stdin: Option<mpsc::Receiver<Vec<u8>>>,
     detach_keys: Option<Vec<u8>>,
 ) -> CliResult<StreamEnd> {
@@ -260,12 +282,21 @@ pub async fn pump(
             std::future::pending::<()>().await;
         });
     }
+    let mut demux = Demux::default();
+    let mut buf = vec![0u8; 32 * 1024];
     loop {
         tokio::select! {
-            frame = output.next() => match frame {
-                Some(Ok(f)) => write_frame(f)?,
-                Some(Err(e)) => return Err(CliError::new(1, format!("error reading stream: {e}"))),
-                None => return Ok(StreamEnd::Eof),
+            n = output.read(&mut buf) => match n {
+                Ok(0) => return Ok(StreamEnd::Eof),
+                Ok(n) if tty => write_out(1, &buf[..n])?,
+                Ok(n) => {
+                    for (kind, payload) in demux.feed(&buf[..n]) {
+                        write_out(kind, &payload)?;
+                    }
+                }
+                // A reset after the container ended is the end of the stream too.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(StreamEnd::Eof),
+                Err(e) => return Err(CliError::new(1, format!("error reading stream: {e}"))),
             },
             Some(()) = det_rx.recv() => return Ok(StreamEnd::Detached),
         }
@@ -371,6 +402,20 @@ pub fn monitor_tty_size(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demux_splits_frames_across_reads() {
+        let mut d = Demux::default();
+        let mut data = vec![1, 0, 0, 0, 0, 0, 0, 3];
+        data.extend_from_slice(b"out");
+        data.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
+        data.extend_from_slice(b"er");
+        let frames = d.feed(&data);
+        assert_eq!(frames, vec![(1, b"out".to_vec())]);
+        let frames = d.feed(b"r\n");
+        assert_eq!(frames, vec![(2, b"err\n".to_vec())]);
+        assert!(d.feed(&[]).is_empty());
+    }
 
     #[test]
     fn detach_keys_parse() {

@@ -1,6 +1,5 @@
 //! Container lifecycle commands that do not hijack a stream.
 
-use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -196,31 +195,6 @@ pub async fn prune(c: &Client, a: ContainerPruneArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// Splits docker's multiplexed stream (8-byte headers: stream, 0,0,0, big-endian length).
-#[derive(Default)]
-pub struct Demux {
-    buf: BytesMut,
-}
-
-impl Demux {
-    /// Feeds bytes; returns complete (stream, payload) frames.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<(u8, Vec<u8>)> {
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        while self.buf.len() >= 8 {
-            let len =
-                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
-            if self.buf.len() < 8 + len {
-                break;
-            }
-            let kind = self.buf[0];
-            self.buf.advance(8);
-            out.push((kind, self.buf.split_to(len).to_vec()));
-        }
-        out
-    }
-}
-
 pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
     let info = c
         .docker
@@ -263,7 +237,7 @@ pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
             .unwrap_or_default();
         return Err(daemon_error(status, &b));
     }
-    let mut demux = Demux::default();
+    let mut demux = crate::stream::Demux::default();
     use std::io::Write;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| CliError::new(1, format!("error reading logs: {e}")))?;
@@ -277,35 +251,8 @@ pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
             continue;
         }
         for (kind, payload) in demux.feed(&data) {
-            if kind == 2 {
-                let mut e = std::io::stderr().lock();
-                e.write_all(&payload)?;
-                e.flush()?;
-            } else {
-                let mut o = std::io::stdout().lock();
-                o.write_all(&payload)?;
-                o.flush()?;
-            }
+            crate::stream::write_out(kind, &payload)?;
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demux_splits_frames_across_reads() {
-        let mut d = Demux::default();
-        let mut data = vec![1, 0, 0, 0, 0, 0, 0, 3];
-        data.extend_from_slice(b"out");
-        data.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
-        data.extend_from_slice(b"er");
-        let frames = d.feed(&data);
-        assert_eq!(frames, vec![(1, b"out".to_vec())]);
-        let frames = d.feed(b"r\n");
-        assert_eq!(frames, vec![(2, b"err\n".to_vec())]);
-        assert!(d.feed(&[]).is_empty());
-    }
 }

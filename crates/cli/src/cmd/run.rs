@@ -1,7 +1,7 @@
 //! run, create, start, attach, exec: everything that may hijack a stream.
 
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::{AttachContainerOptions, CreateContainerOptions};
+use bollard::exec::{CreateExecOptions, StartExecOptions};
+use bollard::query_parameters::CreateContainerOptions;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -194,22 +194,18 @@ async fn attach_streams(
     stderr: bool,
     detach_keys: &str,
 ) -> CliResult<Attached> {
-    let opts = AttachContainerOptions {
-        detach_keys: Some(detach_keys.to_string()),
-        logs: false,
-        stream: true,
-        stdin,
-        stdout,
-        stderr,
-    };
-    let r = c
-        .docker
-        .attach_container(id, Some(opts))
-        .await
-        .map_err(|e| c.err(e))?;
+    let path = format!(
+        "/containers/{}/attach?stream=1&stdin={}&stdout={}&stderr={}&detachKeys={}",
+        q(id),
+        stdin as u8,
+        stdout as u8,
+        stderr as u8,
+        q(detach_keys)
+    );
+    let h = c.hijack(&path, None).await?;
     Ok(Attached {
-        output: r.output,
-        input: r.input,
+        output: h.output,
+        input: h.input,
     })
 }
 
@@ -333,7 +329,7 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     if let Some(att) = attached {
         let stdin = parsed.attach_stdin.then(stream::stdin_channel);
         let keys = (stream::stdin_is_tty() && parsed.attach_stdin).then(|| keys.clone());
-        end = stream::pump(att.output, att.input, stdin, keys)
+        end = stream::pump(att.output, att.input, o.tty, stdin, keys)
             .await
             .map_err(run_err)?;
     }
@@ -428,7 +424,7 @@ pub async fn start(c: &Client, a: StartArgs) -> CliResult<()> {
     let sigs = (!tty).then(|| stream::proxy_signals(c.docker.clone(), id.clone()));
     let stdin_rx = stdin.then(stream::stdin_channel);
     let keys = (stdin && stream::stdin_is_tty()).then_some(keys);
-    let end = stream::pump(att.output, att.input, stdin_rx, keys).await?;
+    let end = stream::pump(att.output, att.input, tty, stdin_rx, keys).await?;
     drop(raw);
     if let Some(r) = resize {
         r.abort();
@@ -481,7 +477,7 @@ pub async fn attach(c: &Client, a: AttachArgs) -> CliResult<()> {
     let sigs = (!tty && a.sig_proxy).then(|| stream::proxy_signals(c.docker.clone(), id.clone()));
     let stdin_rx = stdin.then(stream::stdin_channel);
     let keys = (stdin && stream::stdin_is_tty()).then_some(keys);
-    let end = stream::pump(att.output, att.input, stdin_rx, keys).await?;
+    let end = stream::pump(att.output, att.input, tty, stdin_rx, keys).await?;
     drop(raw);
     if let Some(r) = resize {
         r.abort();
@@ -554,21 +550,11 @@ pub async fn exec(c: &Client, a: ExecArgs) -> CliResult<()> {
             .map_err(|e| c.err(e))?;
         return Ok(());
     }
-    let started = c
-        .docker
-        .start_exec(
-            &exec_id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: a.tty,
-                output_capacity: None,
-            }),
-        )
-        .await
-        .map_err(|e| c.err(e))?;
-    let StartExecResults::Attached { output, input } = started else {
-        return Ok(());
-    };
+    let start_body = serde_json::json!({"Detach": false, "Tty": a.tty}).to_string();
+    let h = c
+        .hijack(&format!("/exec/{}/start", q(&exec_id)), Some(start_body))
+        .await?;
+    let (output, input) = (h.output, h.input);
     let raw = if a.tty && a.interactive {
         RawGuard::new()
     } else {
@@ -578,7 +564,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> CliResult<()> {
         .then(|| stream::monitor_tty_size(c.docker.clone(), ResizeTarget::Exec(exec_id.clone())));
     let stdin_rx = a.interactive.then(stream::stdin_channel);
     let keys = (a.interactive && stream::stdin_is_tty()).then_some(keys);
-    let end = stream::pump(output, input, stdin_rx, keys).await;
+    let end = stream::pump(output, input, a.tty, stdin_rx, keys).await;
     drop(raw);
     if let Some(r) = resize {
         r.abort();
