@@ -5,11 +5,12 @@
 use berth_api::{Error, Result};
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
@@ -96,45 +97,33 @@ fn base_header(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
 struct Walker<W: Write> {
     b: tar::Builder<W>,
     overlay: bool,
-    links: HashMap<(u64, u64), String>,
+    links: HashMap<(u64, u64), PathBuf>,
 }
 
 impl<W: Write> Walker<W> {
-    fn walk(&mut self, dir: &Path, rel: &str) -> Result<()> {
+    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<()> {
         let mut entries: Vec<_> = fs::read_dir(dir)
             .map_err(|e| io_err("read", dir, e))?
             .collect::<std::io::Result<_>>()
             .map_err(|e| io_err("read", dir, e))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
+            // Names are bytes: non-UTF-8 names are archived as they are.
             let name = e.file_name();
-            let Some(name) = name.to_str().map(str::to_string) else {
-                return Err(Error::internal(format!(
-                    "non-UTF-8 name in {}",
-                    dir.display()
-                )));
-            };
-            let path = e.path();
-            let relp = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            self.entry(&path, &relp, &name, rel)?;
+            let relp = rel.join(&name);
+            self.entry(&e.path(), &relp, &name, rel)?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, path: &Path, relp: &str, name: &str, rel_dir: &str) -> Result<()> {
+    fn entry(&mut self, path: &Path, relp: &Path, name: &OsStr, rel_dir: &Path) -> Result<()> {
         let md = fs::symlink_metadata(path).map_err(|e| io_err("stat", path, e))?;
         let ft = md.file_type();
         let werr = |e: std::io::Error| Error::internal(format!("writing layer: {e}"));
         if self.overlay && ft.is_char_device() && md.rdev() == 0 {
-            let wh = if rel_dir.is_empty() {
-                format!(".wh.{name}")
-            } else {
-                format!("{rel_dir}/.wh.{name}")
-            };
+            let mut wh_name = OsString::from(".wh.");
+            wh_name.push(name);
+            let wh = rel_dir.join(wh_name);
             let mut h = base_header(&md, tar::EntryType::Regular);
             self.b
                 .append_data(&mut h, wh, std::io::empty())
@@ -146,13 +135,13 @@ impl<W: Write> Walker<W> {
             pax_xattrs(&mut self.b, &xattrs).map_err(werr)?;
             let mut h = base_header(&md, tar::EntryType::Directory);
             self.b
-                .append_data(&mut h, format!("{relp}/"), std::io::empty())
+                .append_data(&mut h, relp, std::io::empty())
                 .map_err(werr)?;
             if self.overlay && lgetxattr(path, OPAQUE_XATTR).as_deref() == Some(b"y") {
                 let mut h = base_header(&md, tar::EntryType::Regular);
                 h.set_mode(0o644);
                 self.b
-                    .append_data(&mut h, format!("{relp}/.wh..wh..opq"), std::io::empty())
+                    .append_data(&mut h, relp.join(".wh..wh..opq"), std::io::empty())
                     .map_err(werr)?;
             }
             return self.walk(path, relp);
@@ -164,7 +153,7 @@ impl<W: Write> Walker<W> {
                 self.b.append_link(&mut h, relp, first).map_err(werr)?;
                 return Ok(());
             }
-            self.links.insert(key, relp.to_string());
+            self.links.insert(key, relp.to_path_buf());
         }
         pax_xattrs(&mut self.b, &xattrs).map_err(werr)?;
         if ft.is_file() {
@@ -207,7 +196,7 @@ pub fn write_tree(dir: &Path, overlay: bool, w: &mut dyn Write) -> Result<()> {
         overlay,
         links: HashMap::new(),
     };
-    walker.walk(dir, "")?;
+    walker.walk(dir, Path::new(""))?;
     walker
         .b
         .finish()

@@ -4,6 +4,7 @@ use crate::*;
 use berth_api::ErrorKind;
 use berth_store::{BlobStore, Db};
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -459,6 +460,8 @@ fn commit_upper_dir_and_export() {
     std::fs::remove_dir_all(r1.join("d")).unwrap();
     std::fs::create_dir(r1.join("d")).unwrap();
     std::fs::write(r1.join("d/fresh"), "fresh").unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::write(r1.join(latin1), "bytes").unwrap();
     drop(g1);
 
     let opts = CommitOptions {
@@ -492,6 +495,7 @@ fn commit_upper_dir_and_export() {
     let g2 = MountGuard(&c2);
     let r2 = s.mount_rootfs(&id, &c2).unwrap();
     assert_eq!(std::fs::read_to_string(r2.join("new")).unwrap(), "new");
+    assert_eq!(std::fs::read_to_string(r2.join(latin1)).unwrap(), "bytes");
     assert!(!r2.join("etc/passwd").exists());
     assert!(r2.join("etc").is_dir());
     assert!(!r2.join("d/old").exists());
