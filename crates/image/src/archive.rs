@@ -112,7 +112,9 @@ impl Extracted {
                 continue;
             };
             match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     // Stored under a generated name: archive paths never become host paths.
                     let dest = ex.dir.join(format!("f{n}"));
                     let mut f = File::create(&dest)?;

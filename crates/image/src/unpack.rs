@@ -261,7 +261,7 @@ pub fn unpack_layer(reader: &mut dyn Read, dest: &Path) -> Result<i64> {
                 p.push(name.clone());
                 dir_times.push((p, mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = openat2(
                     pfd,
                     name.as_os_str(),
@@ -540,6 +540,31 @@ mod tests {
             };
             assert!(n < 0, "opaque xattr set outside the layer");
         }
+    }
+
+    #[test]
+    fn gnu_sparse_files_are_unpacked() {
+        use std::io::{Seek, SeekFrom, Write};
+        let f = Fixture::new();
+        let src = f.tmp.path().join("sparse-src");
+        let mut file = File::create(&src).unwrap();
+        file.seek(SeekFrom::Start(1 << 20)).unwrap();
+        file.write_all(b"tail").unwrap();
+        drop(file);
+        let mut b = tar::Builder::new(Vec::new());
+        b.sparse(true);
+        b.append_path_with_name(&src, "s").unwrap();
+        let data = b.into_inner().unwrap();
+        let kinds: Vec<_> = tar::Archive::new(&data[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().entry_type())
+            .collect();
+        assert_eq!(kinds, [tar::EntryType::GNUSparse]);
+        f.unpack(data).unwrap();
+        let got = std::fs::read(f.layer().join("s")).unwrap();
+        assert_eq!(got.len(), (1 << 20) + 4);
+        assert!(got.ends_with(b"tail") && got[..1 << 20].iter().all(|b| *b == 0));
     }
 
     #[test]
