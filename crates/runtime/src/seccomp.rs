@@ -389,8 +389,9 @@ fn native_syscall_names() -> Vec<String> {
 
 /// youki's libcontainer 0.7 reads `SCMP_CMP_MASKED_EQ` with the mask in `valueTwo` and
 /// the datum in `value`, the other way round from the runtime spec, runc and crun (so
-/// Docker's `clone` rule would never match and `fork` would fail). Call this on a spec
-/// that goes to libcontainer, and only then.
+/// Docker's `clone` rule would match every clone, namespace flags included; see the
+/// kernel test below). `spec::generate` applies it unless
+/// `SpecOptions::libcontainer_quirks` is false; never apply it for runc or crun.
 pub fn adapt_for_libcontainer(seccomp: &mut LinuxSeccomp) {
     let Some(mut syscalls) = seccomp.syscalls().clone() else {
         return;

@@ -152,6 +152,11 @@ pub struct SpecOptions {
     /// `None` means Docker's defaults.
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+    /// The spec goes to youki's libcontainer 0.7 (the default runtime), which reads
+    /// seccomp `SCMP_CMP_MASKED_EQ` arguments swapped: see
+    /// [`seccomp::adapt_for_libcontainer`]. Default `true`; set `false` for runc/crun.
+    /// Getting this wrong silently allows every `clone`, namespace flags included.
+    pub libcontainer_quirks: bool,
 }
 
 impl Default for SpecOptions {
@@ -192,6 +197,7 @@ impl Default for SpecOptions {
             ulimits: Vec::new(),
             masked_paths: None,
             readonly_paths: None,
+            libcontainer_quirks: true,
         }
     }
 }
@@ -675,7 +681,7 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
         )
     };
 
-    let seccomp = if opts.privileged {
+    let mut seccomp = if opts.privileged {
         None
     } else {
         match &sec.seccomp {
@@ -684,6 +690,11 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
             None => Some(seccomp::default_profile(&caps)?),
         }
     };
+    if opts.libcontainer_quirks {
+        if let Some(sc) = seccomp.as_mut() {
+            seccomp::adapt_for_libcontainer(sc);
+        }
+    }
 
     let cwd = if opts.cwd.is_empty() { "/" } else { &opts.cwd };
     if !cwd.starts_with('/') {
@@ -749,16 +760,6 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
         }
     }
     Ok(serde_json::from_value(spec)?)
-}
-
-/// Makes a spec generated here right for youki's libcontainer 0.7 (see
-/// [`seccomp::adapt_for_libcontainer`]); do not use it for runc or crun.
-pub fn adapt_for_libcontainer(spec: &mut Spec) {
-    if let Some(linux) = spec.linux_mut().as_mut() {
-        if let Some(sc) = linux.seccomp_mut().as_mut() {
-            seccomp::adapt_for_libcontainer(sc);
-        }
-    }
 }
 
 /// The process of `docker exec`: the container's process settings (env, cwd, user,
@@ -1108,6 +1109,31 @@ mod tests {
     }
 
     #[test]
+    fn masked_eq_form_follows_the_runtime() {
+        let r = rootfs();
+        let clone_allow = |quirks: bool| {
+            let mut o = opts(r.path());
+            o.libcontainer_quirks = quirks;
+            let s = generate(&o).unwrap();
+            let sc = s.linux().as_ref().unwrap().seccomp().clone().unwrap();
+            let rule = sc
+                .syscalls()
+                .iter()
+                .flatten()
+                .find(|r| {
+                    r.names().iter().any(|n| n == "clone")
+                        && r.action() == oci_spec::runtime::LinuxSeccompAction::ScmpActAllow
+                })
+                .cloned()
+                .unwrap();
+            let a = rule.args().as_ref().unwrap()[0];
+            (a.value(), a.value_two())
+        };
+        assert_eq!(clone_allow(true), (0, Some(0x7E02_0000)));
+        assert_eq!(clone_allow(false), (0x7E02_0000, None));
+    }
+
+    #[test]
     fn security_opts() {
         let r = rootfs();
         let mut o = opts(r.path());
@@ -1220,6 +1246,7 @@ mod tests {
         ];
         o.hostname = "berthy".into();
         o.memory = 64 << 20;
+        o.libcontainer_quirks = false; // runc reads MASKED_EQ as the runtime spec says
         o.cgroups_path = format!("/{id}");
         let spec = generate(&o).unwrap();
         std::fs::write(
