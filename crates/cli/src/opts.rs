@@ -69,7 +69,7 @@ pub fn expand_env(items: &[String]) -> Vec<String> {
 pub fn collect_env(env_files: &[String], env: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for f in env_files {
-        let content = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
+        let content = std::fs::read_to_string(f).map_err(|e| crate::units::go_open_error(f, &e))?;
         out.extend(parse_env_file(&content, f)?);
     }
     out.extend(expand_env(env));
@@ -255,7 +255,10 @@ pub fn build(
     let ulimits = o
         .ulimit
         .iter()
-        .map(|u| parse_ulimit(u))
+        .map(|u| {
+            parse_ulimit(u)
+                .map_err(|e| format!("invalid argument \"{u}\" for \"--ulimit\" flag: {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let restart = parse_restart(&o.restart)?;
     if o.rm && !matches!(restart.name, Some(RestartPolicyNameEnum::NO) | None) {

@@ -229,6 +229,24 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
+/// A file error the way Go prints it: "open PATH: no such file or directory".
+pub fn go_open_error(path: &str, e: &std::io::Error) -> String {
+    let reason = match e.raw_os_error() {
+        // strerror text, lower-cased like Go's syscall.Errno strings.
+        Some(_) => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+                None => s,
+            }
+        }
+        None => e.to_string(),
+    };
+    format!("open {path}: {reason}")
+}
+
 /// docker's `stringid.TruncateID`: drop an algorithm prefix, keep 12 characters.
 pub fn truncate_id(id: &str) -> String {
     let id = id.split_once(':').map(|(_, h)| h).unwrap_or(id);
@@ -346,6 +364,20 @@ mod tests {
         assert_eq!(
             parse_timestamp("2024-01-01T00:00:00Z", 0),
             Ok(1_704_067_200)
+        );
+    }
+
+    #[test]
+    fn open_errors_read_like_go() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            go_open_error("x.env", &e),
+            "open x.env: no such file or directory"
+        );
+        let e = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            go_open_error("/root/x", &e),
+            "open /root/x: permission denied"
         );
     }
 

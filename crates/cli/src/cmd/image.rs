@@ -237,7 +237,7 @@ async fn body_from(source: &str) -> CliResult<BoxBody<Bytes, std::io::Error>> {
         Box::new(
             tokio::fs::File::open(source)
                 .await
-                .map_err(|e| CliError::new(1, format!("open {source}: {e}")))?,
+                .map_err(|e| CliError::new(1, units::go_open_error(source, &e)))?,
         )
     };
     let stream = tokio_util::io::ReaderStream::new(reader).map_ok(Frame::data);

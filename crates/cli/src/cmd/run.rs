@@ -229,11 +229,14 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     let keys = stream::parse_detach_keys(&keys_str).map_err(usage_err)?;
     let o = &a.opts;
     let parsed = opts::build(o, image, cmd, a.detach).map_err(|e| {
-        // docker treats this one as a plain error (status 1), not a usage error.
         if e.starts_with("conflicting options") {
+            // docker treats this one as a plain error (status 1).
             CliError::new(1, e)
-        } else {
+        } else if e.starts_with("invalid argument") {
+            // Flag-value errors come from docker's flag parser, without a prefix.
             usage_err(e)
+        } else {
+            CliError::new(125, format!("berth: {e}"))
         }
     })?;
     if o.tty && parsed.attach_stdin && !stream::stdin_is_tty() {
