@@ -654,6 +654,20 @@ mod tests {
         // Loading again moves nothing and still reports the tags.
         assert_eq!(b.store.load(&mut &out[..]).unwrap().len(), 2);
 
+        // `docker save | gzip` and zstd-compressed archives load too.
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&out).unwrap();
+            e.finish().unwrap()
+        };
+        let g = env();
+        assert_eq!(g.store.load(&mut &gz[..]).unwrap().len(), 2);
+        let zs = zstd::encode_all(&out[..], 1).unwrap();
+        let z = env();
+        assert_eq!(z.store.load(&mut &zs[..]).unwrap().len(), 2);
+        assert_eq!(z.store.resolve("busybox").unwrap().id, id);
+
         // The same archive as a pure OCI layout (no manifest.json / repositories).
         let oci = filter_tar(&out, |p| p != "manifest.json" && p != "repositories");
         let c = env();
