@@ -98,7 +98,7 @@ async fn spawn_shim(
 ) -> Result<ShimClient> {
     tokio::fs::create_dir_all(dir).await?;
     let client = ShimClient::new(dir);
-    if UnixStream::connect(client.socket()).await.is_ok() {
+    if connect_unix(&client.socket()).await.is_ok() {
         return Err(RuntimeError::Conflict(format!(
             "a shim is already running in {}",
             dir.display()
@@ -148,7 +148,7 @@ async fn spawn_shim(
         return Err(RuntimeError::StartFailed(err));
     }
     // The socket is bound before readiness is reported; make sure it answers.
-    UnixStream::connect(client.socket())
+    connect_unix(&client.socket())
         .await
         .map_err(|e| RuntimeError::Shim(format!("shim socket: {e}")))?;
     Ok(client)
@@ -197,7 +197,7 @@ impl ShimClient {
     }
 
     async fn connect(&self) -> Result<UnixStream> {
-        UnixStream::connect(self.socket()).await.map_err(|e| {
+        connect_unix(&self.socket()).await.map_err(|e| {
             if proto::read_exit_status(&self.dir).is_some() {
                 RuntimeError::Conflict("container is not running".into())
             } else {
@@ -320,6 +320,28 @@ impl ShimClient {
         }));
         spawn_shim(&cfg.shim_binary, "exec", &cfg.exec_id, &cfg.dir, &args).await
     }
+}
+
+/// Connects to a UNIX socket; a path too long for sun_path is reached through an open
+/// descriptor of its directory (`/proc/self/fd/N/name`), as the daemon's state dirs can be deep.
+async fn connect_unix(path: &Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= proto::MAX_SOCKET_PATH {
+        return UnixStream::connect(path).await;
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "bad socket path",
+        ));
+    };
+    let dir = std::fs::File::open(parent)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    let r = UnixStream::connect(&short).await;
+    drop(dir);
+    r
 }
 
 /// Reads one `\n`-terminated line byte by byte, so nothing after it (attach stream data) is

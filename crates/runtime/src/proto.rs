@@ -22,6 +22,10 @@ pub const EXIT_NAME: &str = "exit.json";
 /// The shim's own diagnostics (its stderr).
 pub const SHIM_LOG_NAME: &str = "shim.log";
 
+/// Longest path `bind`/`connect` take directly (sun_path is 108 bytes with its NUL); longer
+/// ones are reached through their directory (chdir in the shim, /proc/self/fd in the client).
+pub const MAX_SOCKET_PATH: usize = 107;
+
 /// Default detach sequence (ctrl-p, ctrl-q), as Docker.
 pub const DEFAULT_DETACH_KEYS: [u8; 2] = [16, 17];
 

@@ -470,6 +470,42 @@ fn shim_survives_its_spawner_and_a_fresh_client_reconnects() {
     assert_cleaned(&f);
 }
 
+#[tokio::test]
+async fn long_state_dirs_beyond_sun_path_work() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new(&["sleep", "1000"], false);
+    // Deeper than the 108 bytes a socket address holds, like the daemon's exec dirs.
+    f.dir = f.dir.join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&f.dir).unwrap();
+    assert!(f.dir.join("shim.sock").as_os_str().len() > 108);
+    let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    shim.start().await.unwrap();
+    let mut ecfg = exec_config(&f, "x", &["echo", "deep"], true);
+    ecfg.dir = f.dir.join("exec").join("f".repeat(70));
+    let ex = shim.exec(&ecfg).await.unwrap();
+    let mut s = ex
+        .attach(AttachOptions {
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            detach_keys: None,
+        })
+        .await
+        .unwrap();
+    ex.start().await.unwrap();
+    let mut data = Vec::new();
+    s.read_to_end(&mut data).await.unwrap();
+    assert_eq!(data, b"deep\r\n");
+    assert_eq!(ex.wait().await.unwrap().exit_code, 0);
+    // (SIGTERM would be ignored: `sleep` is pid 1 of its namespace, with no handler.)
+    shim.kill(9).await.unwrap();
+    assert_eq!(shim.wait().await.unwrap().exit_code, 137);
+    shim_gone(shim.shim_pid()).await;
+    assert_cleaned(&f);
+}
+
 fn exec_config(f: &Fixture, n: &str, args: &[&str], tty: bool) -> ExecConfig {
     let process = ProcessBuilder::default()
         .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -90,7 +90,7 @@ fn run() -> Result<()> {
 
     let sock = dir.join(SOCKET_NAME);
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).with_context(|| format!("bind {}", sock.display()))?;
+    let listener = bind_unix(&sock)?;
     listener.set_nonblocking(true)?;
     let pid = std::process::id();
     write_atomic(&dir.join(PID_NAME), pid.to_string().as_bytes())?;
@@ -105,6 +105,23 @@ fn run() -> Result<()> {
     let mut ev = event_loop::EventLoop::new(server, listener, wake, dir);
     ev.run();
     Ok(())
+}
+
+/// Binds a listening socket; a path too long for sun_path is bound relative to its directory
+/// (we are single-threaded, so the brief chdir is safe).
+pub(crate) fn bind_unix(path: &Path) -> Result<UnixListener> {
+    use berth_runtime::proto::MAX_SOCKET_PATH;
+    let ctx = || format!("bind {}", path.display());
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return UnixListener::bind(path).with_context(ctx);
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!("bad socket path {}", path.display());
+    };
+    std::env::set_current_dir(parent).with_context(ctx)?;
+    let l = UnixListener::bind(name);
+    std::env::set_current_dir("/").context("chdir /")?;
+    l.with_context(ctx)
 }
 
 /// After a failed create, libcontainer's intermediate and init processes are still exiting;
@@ -146,7 +163,27 @@ fn daemonize() -> Result<()> {
     }
     std::env::set_current_dir("/").context("chdir /")?;
     redirect_to_null(0)?;
+    close_inherited_fds();
     Ok(())
+}
+
+/// Closes every descriptor above stderr. The spawner may leak some without close-on-exec
+/// (e.g. a build tool's jobserver pipe); a long-lived shim holding a pipe's write end would
+/// keep its reader from ever seeing EOF, and would pass it on to the container.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        // SAFETY: nothing in this process owns descriptors above 2 yet (the directory
+        // iterator's own descriptor is already closed, so closing it again fails harmlessly).
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn redirect_to_null(fd: i32) -> Result<()> {

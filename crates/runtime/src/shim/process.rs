@@ -297,7 +297,7 @@ fn nonblocking(fd: OwnedFd) -> Result<File> {
 fn console_listener(dir: &Path) -> Result<(UnixListener, PathBuf)> {
     let path = dir.join(CONSOLE_SOCKET);
     let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).with_context(|| format!("bind {}", path.display()))?;
+    let l = super::bind_unix(&path)?;
     Ok((l, path))
 }
 
