@@ -203,3 +203,61 @@ pub fn write_tree(dir: &Path, overlay: bool, w: &mut dyn Write) -> Result<()> {
         .map_err(|e| Error::internal(format!("writing layer: {e}")))?;
     Ok(())
 }
+
+/// Whether `rel` exists in the image's lower layers (top first), honouring whiteouts
+/// and opaque directories of higher layers.
+fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
+    for l in lowers {
+        let p = l.join(rel);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.file_type().is_char_device() && md.rdev() == 0 => return false,
+            Ok(_) => return true,
+            Err(_) => {}
+        }
+        // An opaque ancestor in this layer hides everything below it.
+        let mut anc = rel.parent();
+        while let Some(a) = anc.filter(|a| !a.as_os_str().is_empty()) {
+            if lgetxattr(&l.join(a), OPAQUE_XATTR).as_deref() == Some(b"y") {
+                return false;
+            }
+            anc = a.parent();
+        }
+    }
+    false
+}
+
+/// `docker diff`: the container's changes, from its overlay upper dir: whiteouts are
+/// deletions, entries also present below are modifications, the rest additions.
+pub fn changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+) -> Result<Vec<berth_api::models::FilesystemChange>> {
+    use berth_api::models::{ChangeType, FilesystemChange};
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = upper.join(&rel);
+        let rd = fs::read_dir(&dir).map_err(|e| io_err("read", &dir, e))?;
+        for e in rd {
+            let e = e.map_err(|e| io_err("read", &dir, e))?;
+            let r = rel.join(e.file_name());
+            let md = fs::symlink_metadata(e.path()).map_err(|er| io_err("stat", &e.path(), er))?;
+            let kind = if md.file_type().is_char_device() && md.rdev() == 0 {
+                ChangeType::_2
+            } else if in_lowers(lowers, &r) {
+                ChangeType::_0
+            } else {
+                ChangeType::_1
+            };
+            if md.is_dir() {
+                stack.push(r.clone());
+            }
+            out.push(FilesystemChange {
+                path: format!("/{}", r.to_string_lossy()),
+                kind,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}

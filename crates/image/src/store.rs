@@ -1212,6 +1212,23 @@ impl ImageStore {
         }
     }
 
+    /// `docker diff` (GET /containers/{id}/changes) for a container of `image_id` whose
+    /// rw layer is `<container_dir>/upper`.
+    pub fn changes(
+        &self,
+        image_id: &str,
+        container_dir: &Path,
+    ) -> Result<Vec<models::FilesystemChange>> {
+        let img = self.resolve(image_id)?;
+        let lowers = img
+            .chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.snapshot_path(c))
+            .collect::<Result<Vec<_>>>()?;
+        crate::diff::changes(&container_dir.join("upper"), &lowers)
+    }
+
     /// `docker export`: a tar of a (mounted) container rootfs.
     pub fn export_rootfs(rootfs: &Path, writer: &mut dyn Write) -> Result<()> {
         crate::diff::write_tree(rootfs, false, writer)

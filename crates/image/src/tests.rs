@@ -464,6 +464,28 @@ fn commit_upper_dir_and_export() {
     std::fs::write(r1.join(latin1), "bytes").unwrap();
     drop(g1);
 
+    let ch: Vec<(String, i32)> = s
+        .changes(&base_id, &c1)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.path, c.kind as i32))
+        .collect();
+    let want = [
+        ("/caf\u{fffd}", 1),
+        ("/d", 0),
+        ("/d/fresh", 1),
+        ("/etc", 0),
+        ("/etc/passwd", 2),
+        ("/new", 1),
+        ("/new-link", 1),
+        ("/sym", 1),
+    ];
+    assert_eq!(
+        ch,
+        want.iter()
+            .map(|(p, k)| (p.to_string(), *k))
+            .collect::<Vec<_>>()
+    );
     let opts = CommitOptions {
         config: berth_api::models::ImageConfig {
             cmd: Some(vec!["sh".into()]),
