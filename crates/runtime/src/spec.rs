@@ -710,8 +710,13 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
         "env": container_env(opts),
         "cwd": cwd,
         "capabilities": capabilities_for(u.uid, &caps),
-        "noNewPrivileges": sec.no_new_privileges,
     });
+    // Only when true, as Docker's omitempty does: libcontainer 0.7 decides when to load
+    // seccomp by the field's presence, and `false` makes it load the filter after
+    // dropping CAP_SYS_ADMIN without no_new_privs, which the kernel refuses.
+    if sec.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
     let rl = rlimits(&opts.ulimits)?;
     if !rl.is_empty() {
         process["rlimits"] = Value::Array(rl);
@@ -771,6 +776,10 @@ pub fn exec_process(container: &Spec, rootfs: &Path, opts: &ExecOptions) -> Resu
     let mut p = container.process().clone().unwrap_or_default();
     p.set_args(Some(opts.args.clone()));
     p.set_terminal(Some(opts.tty));
+    // See `generate`: libcontainer reads a present `false` as "set".
+    if p.no_new_privileges() == Some(false) {
+        p.set_no_new_privileges(None);
+    }
     p.set_console_size(None);
     let mut env = p.env().clone().unwrap_or_default();
     if opts.tty {
@@ -1150,10 +1159,7 @@ mod tests {
         assert!(s.linux().as_ref().unwrap().seccomp().is_none());
         o.security_opt = vec!["no-new-privileges:false".into()];
         let s = generate(&o).unwrap();
-        assert_eq!(
-            s.process().as_ref().unwrap().no_new_privileges(),
-            Some(false)
-        );
+        assert_eq!(s.process().as_ref().unwrap().no_new_privileges(), None);
         o.security_opt = vec!["bogus=1".into()];
         assert!(generate(&o).is_err());
         // A profile file path.
@@ -1214,39 +1220,37 @@ mod tests {
         assert!(exec_process(&s, r.path(), &ExecOptions::default()).is_err());
     }
 
-    /// Runs a generated spec with runc (if installed) on a busybox rootfs.
-    #[test]
-    fn runs_under_runc_with_docker_defaults() {
-        let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
-            .into_iter()
-            .find(|p| Path::new(p).exists());
+    const PROBE: &str = "busybox cat /proc/self/status; echo HOST=$(busybox hostname); \
+         echo MEM=$(busybox cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
+         busybox mount -t tmpfs none /tmp 2>/dev/null || echo MOUNT=denied; \
+         echo TIMERS=$(busybox wc -c < /proc/timer_list); \
+         echo 1 > /proc/sys/kernel/domainname || echo PROCSYS=ro; \
+         echo PORT=$(busybox cat /proc/sys/net/ipv4/ip_unprivileged_port_start)";
+
+    /// A busybox bundle whose spec (Docker defaults, 64 MiB memory) runs [`PROBE`].
+    fn probe_bundle(quirks: bool) -> Option<(tempfile::TempDir, String)> {
         let busybox = Path::new("/bin/busybox");
-        let (Some(runc), true, true) = (runc, busybox.exists(), nix::unistd::geteuid().is_root())
-        else {
-            eprintln!("skipped: needs root, runc and /bin/busybox");
-            return;
-        };
+        if !busybox.exists() || !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root and /bin/busybox");
+            return None;
+        }
         let bundle = rootfs();
         let root = bundle.path().join("rootfs");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::rename(bundle.path().join("etc"), root.join("etc")).unwrap();
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-        let id = format!("berth-spec-test-{}", std::process::id());
+        let id = format!("berth-spec-test-{}-{quirks}", std::process::id());
         let mut o = opts(&root);
         o.args = vec![
             "/bin/busybox".into(),
             "sh".into(),
             "-c".into(),
-            "busybox cat /proc/self/status; echo HOST=$(busybox hostname); \
-             echo MEM=$(busybox cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
-             busybox mount -t tmpfs none /tmp 2>/dev/null || echo MOUNT=denied; \
-             echo TIMERS=$(busybox wc -c < /proc/timer_list); echo 1 > /proc/sys/kernel/domainname || echo PROCSYS=ro"
-                .into(),
+            PROBE.into(),
         ];
         o.hostname = "berthy".into();
         o.memory = 64 << 20;
-        o.libcontainer_quirks = false; // runc reads MASKED_EQ as the runtime spec says
+        o.libcontainer_quirks = quirks;
         o.cgroups_path = format!("/{id}");
         let spec = generate(&o).unwrap();
         std::fs::write(
@@ -1254,33 +1258,19 @@ mod tests {
             serde_json::to_vec(&spec).unwrap(),
         )
         .unwrap();
-        let state = bundle.path().join("state");
-        let out = std::process::Command::new(runc)
-            .arg("--root")
-            .arg(&state)
-            .args(["run", "--bundle"])
-            .arg(bundle.path())
-            .arg(&id)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        // Best effort: runc run already deleted the container and its cgroups.
-        let _ = std::process::Command::new(runc)
-            .arg("--root")
-            .arg(&state)
-            .args(["delete", "-f", &id])
-            .output();
+        Some((bundle, id))
+    }
+
+    fn remove_cgroups(id: &str) {
         for ctrl in [
-            "memory", "pids", "cpu", "cpuset", "devices", "freezer", "blkio", "cpuacct",
+            "memory", "pids", "cpu", "cpuset", "devices", "freezer", "blkio", "cpuacct", "systemd",
+            "unified",
         ] {
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(&id));
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(id));
         }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    }
+
+    fn check_probe(stdout: &str) {
         let field = |k: &str| {
             stdout
                 .lines()
@@ -1301,5 +1291,113 @@ mod tests {
         assert_eq!(field("MOUNT="), "denied");
         assert_eq!(field("TIMERS="), "0"); // masked with /dev/null
         assert_eq!(field("PROCSYS="), "ro");
+        assert_eq!(field("PORT="), "0");
+    }
+
+    /// Runs a generated spec with runc (if installed) on a busybox rootfs.
+    #[test]
+    fn runs_under_runc_with_docker_defaults() {
+        let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
+            eprintln!("skipped: needs runc");
+            return;
+        };
+        // runc reads MASKED_EQ as the runtime spec says.
+        let Some((bundle, id)) = probe_bundle(false) else {
+            return;
+        };
+        let state = bundle.path().join("state");
+        let out = std::process::Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        // Best effort: runc run already deleted the container and its cgroups.
+        let _ = std::process::Command::new(runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "-f", &id])
+            .output();
+        remove_cgroups(&id);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_probe(&stdout);
+    }
+
+    const LC_CHILD_ENV: &str = "BERTH_LIBCONTAINER_BUNDLE";
+
+    /// Runs in a child of the test binary only: libcontainer changes process-wide state
+    /// and must not run inside the multi-threaded test harness process.
+    #[test]
+    #[ignore = "helper run by runs_under_libcontainer_with_docker_defaults"]
+    fn libcontainer_child() {
+        use libcontainer::container::builder::ContainerBuilder;
+        use libcontainer::syscall::syscall::SyscallType;
+        use libcontainer::workload::default::DefaultExecutor;
+        let Ok(bundle) = std::env::var(LC_CHILD_ENV) else {
+            return;
+        };
+        let bundle = PathBuf::from(bundle);
+        let id = std::env::var("BERTH_LIBCONTAINER_ID").unwrap();
+        let out = std::fs::File::create(bundle.join("out.txt")).unwrap();
+        let err = std::fs::File::create(bundle.join("err.txt")).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let mut c = ContainerBuilder::new(id, SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(bundle.join("state"))
+            .unwrap()
+            .with_stdin(null)
+            .with_stdout(out)
+            .with_stderr(err)
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .unwrap();
+        c.start().unwrap();
+        let pid = c.pid().unwrap();
+        let status = nix::sys::wait::waitpid(pid, None).unwrap();
+        let _ = c.refresh_status();
+        c.delete(true).unwrap();
+        println!("EXIT {status:?}");
+    }
+
+    /// The default runtime: the same probe through youki's libcontainer.
+    #[test]
+    fn runs_under_libcontainer_with_docker_defaults() {
+        let Some((bundle, id)) = probe_bundle(true) else {
+            return;
+        };
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "spec::tests::libcontainer_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(LC_CHILD_ENV, bundle.path())
+            .env("BERTH_LIBCONTAINER_ID", &id)
+            .output()
+            .unwrap();
+        remove_cgroups(&id);
+        let stdout = std::fs::read_to_string(bundle.path().join("out.txt")).unwrap_or_default();
+        let stderr = std::fs::read_to_string(bundle.path().join("err.txt")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{}\n{}\n{stdout}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_probe(&stdout);
     }
 }
