@@ -1,5 +1,11 @@
 //! Images and layers: image configs, hostile-input-safe layer unpacking into snapshots,
-//! overlayfs rootfs assembly, `docker import` / `load` / `save`.
+//! overlayfs rootfs assembly, `docker import` / `load` / `save` / `commit` / `diff`.
+//!
+//! Storage: the config JSON bytes as loaded (image id = their sha256) and uncompressed
+//! layer tars (keyed by diff id) live in the blob store; SQLite tables `images`,
+//! `image_refs` and `layers` hold the metadata; each layer is unpacked once into
+//! `<root>/snapshots/<chain-id-hex>/` and stacked as an overlay lower. Errors are
+//! `berth_api::Error` with docker's messages.
 
 mod archive;
 mod changes;
