@@ -767,7 +767,10 @@ pub fn read_all(path: &Path, opts: &ReadOptions) -> std::io::Result<Vec<LogEntry
 /// Go duration before `now` (`10m`, `1h30m`).
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let s = s.trim();
-    let bad = || RuntimeError::InvalidArgument(format!("invalid value for \"since\": {s:?}"));
+    // moby api/types/time.GetTimestamp's wording.
+    let bad = || {
+        RuntimeError::InvalidArgument(format!("failed to parse value as time or duration: {s:?}"))
+    };
     if s.is_empty() {
         return Err(bad());
     }
@@ -1304,7 +1307,10 @@ mod tests {
         assert_eq!(p("2026-11-27T20:00:00+01:00"), "2026-11-27T19:00:00+00:00");
         assert_eq!(p("2026-11-27T20:00:00"), "2026-11-27T20:00:00+00:00");
         assert_eq!(p("2026-11-27"), "2026-11-27T00:00:00+00:00");
-        assert!(parse_since("yesterday", now).is_err());
+        assert_eq!(
+            parse_since("yesterday", now).unwrap_err().to_string(),
+            "failed to parse value as time or duration: \"yesterday\""
+        );
         assert!(parse_since("10x", now).is_err());
     }
 

@@ -1229,6 +1229,14 @@ mod tests {
 
     /// A busybox bundle whose spec (Docker defaults, 64 MiB memory) runs [`PROBE`].
     fn probe_bundle(quirks: bool) -> Option<(tempfile::TempDir, String)> {
+        probe_bundle_with(quirks, "", |_| {})
+    }
+
+    fn probe_bundle_with(
+        quirks: bool,
+        tag: &str,
+        customize: impl FnOnce(&mut SpecOptions),
+    ) -> Option<(tempfile::TempDir, String)> {
         let busybox = Path::new("/bin/busybox");
         if !busybox.exists() || !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: needs root and /bin/busybox");
@@ -1240,7 +1248,7 @@ mod tests {
         std::fs::rename(bundle.path().join("etc"), root.join("etc")).unwrap();
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
-        let id = format!("berth-spec-test-{}-{quirks}", std::process::id());
+        let id = format!("berth-spec-test-{}-{quirks}{tag}", std::process::id());
         let mut o = opts(&root);
         o.args = vec![
             "/bin/busybox".into(),
@@ -1252,6 +1260,7 @@ mod tests {
         o.memory = 64 << 20;
         o.libcontainer_quirks = quirks;
         o.cgroups_path = format!("/{id}");
+        customize(&mut o);
         let spec = generate(&o).unwrap();
         std::fs::write(
             bundle.path().join("config.json"),
@@ -1372,12 +1381,8 @@ mod tests {
         println!("EXIT {status:?}");
     }
 
-    /// The default runtime: the same probe through youki's libcontainer.
-    #[test]
-    fn runs_under_libcontainer_with_docker_defaults() {
-        let Some((bundle, id)) = probe_bundle(true) else {
-            return;
-        };
+    /// Runs a probe bundle through libcontainer in a child; returns the container's stdout.
+    fn run_libcontainer(bundle: &tempfile::TempDir, id: &str) -> String {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -1386,10 +1391,10 @@ mod tests {
                 "--nocapture",
             ])
             .env(LC_CHILD_ENV, bundle.path())
-            .env("BERTH_LIBCONTAINER_ID", &id)
+            .env("BERTH_LIBCONTAINER_ID", id)
             .output()
             .unwrap();
-        remove_cgroups(&id);
+        remove_cgroups(id);
         let stdout = std::fs::read_to_string(bundle.path().join("out.txt")).unwrap_or_default();
         let stderr = std::fs::read_to_string(bundle.path().join("err.txt")).unwrap_or_default();
         assert!(
@@ -1398,6 +1403,40 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        check_probe(&stdout);
+        stdout
+    }
+
+    /// The default runtime: the same probe through youki's libcontainer.
+    #[test]
+    fn runs_under_libcontainer_with_docker_defaults() {
+        let Some((bundle, id)) = probe_bundle(true) else {
+            return;
+        };
+        check_probe(&run_libcontainer(&bundle, &id));
+    }
+
+    /// `-u nobody --security-opt no-new-privileges`: no effective caps, NNP set, and the
+    /// filter still loads (late, under no_new_privs).
+    #[test]
+    fn runs_under_libcontainer_as_non_root_with_nnp() {
+        let Some((bundle, id)) = probe_bundle_with(true, "-nnp", |o| {
+            o.user = "nobody".into();
+            o.security_opt = vec!["no-new-privileges".into()];
+        }) else {
+            return;
+        };
+        let out = run_libcontainer(&bundle, &id);
+        let field = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{k} missing in {out}"))
+                .to_string()
+        };
+        assert_eq!(field("Uid:").split_whitespace().next(), Some("65534"));
+        assert_eq!(field("CapEff:"), "0000000000000000");
+        assert_eq!(field("CapBnd:"), "00000000a80425fb");
+        assert_eq!(field("NoNewPrivs:"), "1");
+        assert_eq!(field("Seccomp:"), "2");
     }
 }
