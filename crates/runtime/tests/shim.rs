@@ -189,9 +189,12 @@ fn assert_cleaned(f: &Fixture) {
 async fn shim_gone(pid: Option<u32>) {
     let Some(pid) = pid else { return };
     for _ in 0..500 {
-        // SAFETY: signal 0 only checks existence.
-        if unsafe { libc::kill(pid as i32, 0) } != 0 {
-            return;
+        // Gone, or a zombie awaiting the host's init (which reaps orphans when it likes).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        match stat.rsplit_once(')') {
+            None => return,
+            Some((_, rest)) if rest.trim_start().starts_with('Z') => return,
+            _ => {}
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
@@ -233,9 +236,10 @@ async fn exit_code_is_reported() {
     }
     let f = Fixture::new(&["sh", "-c", "exit 3"], false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
     assert_eq!(shim.wait().await.unwrap().exit_code, 3);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -261,6 +265,7 @@ async fn attach_before_start_gets_all_output_multiplexed() {
     }
     let f = Fixture::new(&["sh", "-c", "echo out1; echo err1 >&2; echo out2"], false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     let mut stream = shim
         .attach(AttachOptions {
             stdin: false,
@@ -277,7 +282,7 @@ async fn attach_before_start_gets_all_output_multiplexed() {
     assert_eq!(out, b"out1\nout2\n");
     assert_eq!(err, b"err1\n");
     assert_eq!(shim.wait().await.unwrap().exit_code, 0);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -288,6 +293,7 @@ async fn stdin_is_forwarded_and_eof_closes_it() {
     }
     let f = Fixture::new(&["cat"], false);
     let shim = client::spawn(&f.config(false, true)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     let stream = shim
         .attach(AttachOptions {
             stdin: true,
@@ -307,7 +313,7 @@ async fn stdin_is_forwarded_and_eof_closes_it() {
     assert_eq!(out, b"hello\nworld\n");
     assert!(err.is_empty());
     assert_eq!(shim.wait().await.unwrap().exit_code, 0);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -320,6 +326,7 @@ async fn detach_keys_end_the_attach_only() {
     let mut cfg = f.config(false, true);
     cfg.stdin_once = false;
     let shim = client::spawn(&cfg).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
     let mut s = shim
         .attach(AttachOptions {
@@ -341,7 +348,7 @@ async fn detach_keys_end_the_attach_only() {
     assert_eq!(shim.state().await.unwrap().status, "running");
     shim.kill(9).await.unwrap();
     assert_eq!(shim.wait().await.unwrap().exit_code, 137);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -352,6 +359,7 @@ async fn tty_container_echoes_through_the_pty() {
     }
     let f = Fixture::new(&["sh", "-c", "read x; echo got:$x"], true);
     let shim = client::spawn(&f.config(true, true)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     let mut s = shim
         .attach(AttachOptions {
             stdin: true,
@@ -371,7 +379,7 @@ async fn tty_container_echoes_through_the_pty() {
     assert!(text.contains("got:abc\r\n"), "tty output: {text:?}");
     assert_eq!(shim.wait().await.unwrap().exit_code, 0);
     assert!(f.log().contains("got:abc"));
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -382,6 +390,7 @@ async fn sigkill_reports_137_and_pause_resume_work() {
     }
     let f = Fixture::new(&["sleep", "1000"], false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     let pid = shim.start().await.unwrap();
     let st = shim.state().await.unwrap();
     assert_eq!((st.pid, st.status.as_str()), (pid, "running"));
@@ -395,7 +404,7 @@ async fn sigkill_reports_137_and_pause_resume_work() {
     let exit = shim.wait().await.unwrap();
     assert_eq!(exit.exit_code, 137);
     assert!(!exit.oom_killed);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     match ShimClient::new(&f.dir).kill(9).await {
         Err(RuntimeError::Conflict(_)) => {}
         other => panic!("kill after exit: {other:?}"),
@@ -481,6 +490,7 @@ async fn long_state_dirs_beyond_sun_path_work() {
     std::fs::create_dir_all(&f.dir).unwrap();
     assert!(f.dir.join("shim.sock").as_os_str().len() > 108);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
     let mut ecfg = exec_config(&f, "x", &["echo", "deep"], true);
     ecfg.dir = f.dir.join("exec").join("f".repeat(70));
@@ -502,7 +512,7 @@ async fn long_state_dirs_beyond_sun_path_work() {
     // (SIGTERM would be ignored: `sleep` is pid 1 of its namespace, with no handler.)
     shim.kill(9).await.unwrap();
     assert_eq!(shim.wait().await.unwrap().exit_code, 137);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -532,6 +542,7 @@ async fn exec_runs_in_the_container_and_reports_its_exit_code() {
     }
     let f = Fixture::new(&["sleep", "1000"], false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
 
     let ex = shim
@@ -543,6 +554,8 @@ async fn exec_runs_in_the_container_and_reports_its_exit_code() {
         ))
         .await
         .unwrap();
+    let ex_pid = ex.shim_pid();
+    assert!(ex_pid.is_some());
     assert_eq!(ex.state().await.unwrap().status, "created");
     let mut s = ex
         .attach(AttachOptions {
@@ -579,10 +592,26 @@ async fn exec_runs_in_the_container_and_reports_its_exit_code() {
     let code = bad.wait().await.unwrap().exit_code;
     assert!(code == 126 || code == 127, "exit code {code}");
 
+    // Created-not-started execs: one is killed, one outlived by its container; neither
+    // shim lingers.
+    let killed = shim
+        .exec(&exec_config(&f, "e3", &["true"], false))
+        .await
+        .unwrap();
+    let orphan = shim
+        .exec(&exec_config(&f, "e4", &["true"], false))
+        .await
+        .unwrap();
+    let (killed_pid, orphan_pid) = (killed.shim_pid(), orphan.shim_pid());
+    killed.kill(9).await.unwrap();
+    assert_eq!(killed.wait().await.unwrap().exit_code, 137);
+
     shim.kill(9).await.unwrap();
     assert_eq!(shim.wait().await.unwrap().exit_code, 137);
-    shim_gone(shim.shim_pid()).await;
-    shim_gone(ex.shim_pid()).await;
+    assert_eq!(orphan.wait().await.unwrap().exit_code, 126);
+    for pid in [shim_pid, ex_pid, killed_pid, orphan_pid] {
+        shim_gone(pid).await;
+    }
     assert_cleaned(&f);
 }
 
@@ -593,6 +622,7 @@ async fn tty_exec() {
     }
     let f = Fixture::new(&["sleep", "1000"], false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
     let ex = shim
         .exec(&exec_config(
@@ -621,7 +651,7 @@ async fn tty_exec() {
     assert_eq!(ex.wait().await.unwrap().exit_code, 0);
     shim.kill(9).await.unwrap();
     shim.wait().await.unwrap();
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
 
@@ -642,6 +672,7 @@ async fn oom_kill_is_reported() {
         Some(16 << 20),
     );
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
     shim.start().await.unwrap();
     let exit = shim.wait().await.unwrap();
     if !exit.oom_killed {
@@ -652,6 +683,6 @@ async fn oom_kill_is_reported() {
     }
     assert!(exit.oom_killed, "exit {exit:?}");
     assert_eq!(exit.exit_code, 137);
-    shim_gone(shim.shim_pid()).await;
+    shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }

@@ -143,6 +143,7 @@ enum Slot {
     Output(Stream),
     Pty,
     Stdin,
+    Watch,
     Client(usize),
 }
 
@@ -224,6 +225,9 @@ impl EventLoop {
                     add(Slot::Stdin, f.as_raw_fd(), libc::POLLOUT);
                 }
             }
+            if let Some(w) = &self.proc.container_watch {
+                add(Slot::Watch, w.as_raw_fd(), libc::POLLIN);
+            }
             let stdin_full = self.stdin_buf.len() >= MAX_STDIN_BUF;
             for (i, c) in self.clients.iter().enumerate() {
                 let mut ev = 0;
@@ -275,6 +279,15 @@ impl EventLoop {
                         }
                     }
                     Slot::Stdin => self.write_stdin(),
+                    Slot::Watch => {
+                        self.proc.container_watch = None;
+                        if self.status == Status::Created {
+                            // The container is gone and this exec never ran: nothing can
+                            // start it any more (as Docker's 126: could not execute).
+                            eprintln!("berth-shim: container exited before the exec started");
+                            self.finish(126);
+                        }
+                    }
                     Slot::Client(i) => {
                         if pfd.revents & libc::POLLOUT != 0 {
                             self.flush_client(i);
@@ -806,6 +819,12 @@ impl EventLoop {
     }
 
     fn kill(&mut self, signal: i32) -> Response {
+        if self.proc.is_exec() && self.status == Status::Created {
+            // An exec that was never started: killing it ends the shim, so the daemon can
+            // drop execs that were created but never run.
+            self.finish(128 + signal);
+            return Response::ok();
+        }
         let Some(pid) = self.proc.pid else {
             return self.not_running();
         };

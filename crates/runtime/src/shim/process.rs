@@ -56,6 +56,8 @@ pub struct Proc {
     pub stdin_once: bool,
     pub io: HostIo,
     pub log: Option<LogWriter>,
+    /// Exec only: pidfd of the container's init, readable once it has exited.
+    pub container_watch: Option<OwnedFd>,
 }
 
 /// Creates the container (created, not started: its init waits on libcontainer's exec fifo).
@@ -117,11 +119,20 @@ pub fn create(args: CreateArgs) -> Result<Proc> {
         stdin_once: args.stdin_once,
         io: host,
         log: Some(log),
+        container_watch: None,
     })
 }
 
 /// Prepares an exec: pipes now (so attach works before start), the process itself at start.
 pub fn prepare_exec(args: ExecArgs) -> Result<Proc> {
+    // Watch the container's init so an exec that is never started does not outlive it.
+    let container = Container::load(args.state_root.join(&args.container_id))
+        .map_err(|e| anyhow!("container {}: {}", args.container_id, error_chain(&e)))?;
+    let init = container
+        .pid()
+        .ok_or_else(|| anyhow!("container {} is not running", args.container_id))?;
+    let watch = pidfd_open(init.as_raw())
+        .with_context(|| format!("container {} is not running", args.container_id))?;
     let mut process = args.process.clone();
     process.set_terminal(Some(args.tty));
     let json = serde_json::to_vec(&process)?;
@@ -144,7 +155,19 @@ pub fn prepare_exec(args: ExecArgs) -> Result<Proc> {
         pid: None,
         io: host,
         log: None,
+        container_watch: Some(watch),
     })
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor (pidfds are close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 impl Proc {
