@@ -624,8 +624,11 @@ mod kernel_tests {
                 0,
             ));
             let keyctl = errno_of(libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0));
-            // statmount (457): in the kernel (6.8+) but newer than libseccomp 2.5.4.
-            let unknown = errno_of(libc::syscall(457, 0, 0, 0, 0));
+            // No such syscall anywhere: the default action answers.
+            let unknown = errno_of(libc::syscall(1000, 0, 0, 0, 0));
+            // statmount (457): allowed by the profile but unknown to libseccomp 2.5.4, so
+            // its rule is skipped; ENOSYS (as runc's stub gives) lets libcs fall back.
+            let newer = errno_of(libc::syscall(457, 0, 0, 0, 0));
             let vsock = errno_of(libc::socket(40, libc::SOCK_STREAM, 0) as libc::c_long);
             let r = libc::syscall(
                 libc::SYS_clone,
@@ -640,7 +643,7 @@ mod kernel_tests {
             }
             let clone_ns = errno_of(r);
             println!(
-                "RESULT fork={fork_errno} mount={mount} keyctl={keyctl} unknown={unknown} vsock={vsock} clone_ns={clone_ns}"
+                "RESULT fork={fork_errno} mount={mount} keyctl={keyctl} unknown={unknown} newer={newer} vsock={vsock} clone_ns={clone_ns}"
             );
         }
     }
@@ -676,7 +679,7 @@ mod kernel_tests {
         let (eperm, enosys) = (libc::EPERM, libc::ENOSYS);
         assert_eq!(
             run_child("adapted"),
-            format!("fork=0 mount={eperm} keyctl={eperm} unknown={enosys} vsock={eperm} clone_ns={eperm}")
+            format!("fork=0 mount={eperm} keyctl={eperm} unknown={enosys} newer={enosys} vsock={eperm} clone_ns={eperm}")
         );
         // Why the adaptation exists: unadapted, libcontainer 0.7 turns Docker's clone
         // rule into "allow every clone", namespace flags included. If this starts
