@@ -473,6 +473,9 @@ pub async fn attach(c: &Client, a: AttachArgs) -> CliResult<()> {
         .clone()
         .unwrap_or_else(|| stream::DEFAULT_DETACH_KEYS.to_string());
     let keys = stream::parse_detach_keys(&keys_str).map_err(usage_err)?;
+    // Wait before attaching, as docker does: registered while the container runs, the
+    // wait answers with the exit that ends our stream.
+    let wait = start_wait(c, &id, "not-running").await?;
     let att = attach_streams(c, &id, stdin, true, true, &keys_str).await?;
     let raw = if tty && stdin { RawGuard::new() } else { None };
     let resize = (tty && stream::stdout_is_tty())
@@ -492,19 +495,8 @@ pub async fn attach(c: &Client, a: AttachArgs) -> CliResult<()> {
         return Ok(());
     }
     // The stream ended: report the container's exit code, as docker attach does.
-    let mut w = c.docker.wait_container(
-        &id,
-        Some(bollard::query_parameters::WaitContainerOptions {
-            condition: "not-running".into(),
-        }),
-    );
-    match w.next().await {
-        Some(Ok(r)) => exit_status(r.status_code),
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-            exit_status(code)
-        }
-        _ => Ok(()),
-    }
+    let code = wait.await.map_err(|e| CliError::new(1, e.to_string()))??;
+    exit_status(code)
 }
 
 pub async fn exec(c: &Client, a: ExecArgs) -> CliResult<()> {
