@@ -209,6 +209,15 @@ async fn attach_streams(
     })
 }
 
+/// docker removes an --rm container whose start failed; the daemon may not have.
+async fn remove_quietly(c: &Client, id: &str) {
+    let opts = bollard::query_parameters::RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let _ = c.docker.remove_container(id, Some(opts)).await;
+}
+
 fn exit_status(code: i64) -> CliResult<()> {
     if code == 0 {
         Ok(())
@@ -255,16 +264,20 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
         .map_err(|e| CliError::new(125, prefix(&e.msg)))?;
 
     if a.detach {
-        c.docker
+        if let Err(e) = c
+            .docker
             .start_container(
                 &id,
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(|e| {
-                let e = c.err(e);
-                CliError::new(start_error_code(&e.msg), prefix(&e.msg))
-            })?;
+        {
+            let e = c.err(e);
+            if o.rm {
+                remove_quietly(c, &id).await;
+            }
+            return Err(CliError::new(start_error_code(&e.msg), prefix(&e.msg)));
+        }
         println!("{id}");
         return Ok(());
     }
@@ -308,18 +321,8 @@ pub async fn run(c: &Client, a: RunArgs) -> CliResult<()> {
     {
         drop(raw);
         let e = c.err(e);
-        // docker removes an --rm container whose start failed; the daemon may not.
         if o.rm {
-            let _ = c
-                .docker
-                .remove_container(
-                    &id,
-                    Some(bollard::query_parameters::RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
+            remove_quietly(c, &id).await;
         }
         return Err(CliError::new(start_error_code(&e.msg), prefix(&e.msg)));
     }
