@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS images (
     size INTEGER NOT NULL,
     diff_ids TEXT NOT NULL,
     last_tag_time TEXT,
-    added_unix INTEGER NOT NULL
+    added_unix INTEGER NOT NULL,
+    parent TEXT
 );
 CREATE TABLE IF NOT EXISTS image_refs (
     ref TEXT PRIMARY KEY,
@@ -65,6 +66,8 @@ pub struct Image {
     pub diff_ids: Vec<String>,
     pub chain_ids: Vec<String>,
     pub last_tag_time: Option<String>,
+    /// The image this one was committed on top of ("" if none), as docker's classic store.
+    pub parent: String,
 }
 
 /// The subset of an image config (docker image JSON / OCI config) the store reads.
@@ -90,6 +93,8 @@ pub(crate) struct ConfigFile {
     pub rootfs: Option<RootFs>,
     #[serde(default)]
     pub history: Option<Vec<History>>,
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +197,20 @@ impl ImageStore {
             }
         }
         db.conn().execute_batch(SCHEMA).map_err(db_err)?;
+        {
+            // Databases created before parent tracking lack the column.
+            let conn = db.conn();
+            let has_parent: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'parent'")
+                .and_then(|mut st| st.exists([]))
+                .map_err(db_err)?;
+            if !has_parent {
+                conn.execute_batch("ALTER TABLE images ADD COLUMN parent TEXT")
+                    .map_err(db_err)?;
+            }
+            conn.execute_batch("CREATE INDEX IF NOT EXISTS images_by_parent ON images(parent)")
+                .map_err(db_err)?;
+        }
         let store = ImageStore {
             root: root.to_path_buf(),
             db,
@@ -257,7 +276,7 @@ impl ImageStore {
         let conn = self.db.conn();
         let row = conn
             .query_row(
-                "SELECT id, created, created_unix, size, diff_ids, last_tag_time FROM images WHERE id = ?1",
+                "SELECT id, created, created_unix, size, diff_ids, last_tag_time, parent FROM images WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
@@ -267,12 +286,13 @@ impl ImageStore {
                         r.get::<_, i64>(3)?,
                         r.get::<_, String>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 },
             )
             .optional()
             .map_err(db_err)?;
-        let Some((id, created, created_unix, size, diff_json, last_tag_time)) = row else {
+        let Some((id, created, created_unix, size, diff_json, last_tag_time, parent)) = row else {
             return Ok(None);
         };
         let mut st = conn
@@ -304,7 +324,21 @@ impl ImageStore {
             size,
             diff_ids,
             last_tag_time,
+            parent: parent.unwrap_or_default(),
         }))
+    }
+
+    fn children(&self, id: &str) -> Result<Vec<String>> {
+        let conn = self.db.conn();
+        let mut st = conn
+            .prepare("SELECT id FROM images WHERE parent = ?1")
+            .map_err(db_err)?;
+        let ids = st
+            .query_map([id], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err)?;
+        Ok(ids)
     }
 
     fn all_ids(&self) -> Result<Vec<String>> {
@@ -509,9 +543,16 @@ impl ImageStore {
             });
         }
         out.reverse();
-        if let Some(first) = out.first_mut() {
-            first.id = img.id.clone();
-            first.tags = img.repo_tags.clone();
+        // Newest entries belong to the image, older ones to its ancestors (docker walks
+        // the parent chain the same way).
+        let mut cur = Some(img);
+        for item in out.iter_mut() {
+            let Some(i) = cur.take() else { break };
+            item.id = i.id.clone();
+            item.tags = i.repo_tags.clone();
+            if !i.parent.is_empty() {
+                cur = self.load_image(&i.parent)?;
+            }
         }
         Ok(out)
     }
@@ -561,9 +602,15 @@ impl ImageStore {
             let Some(img) = self.load_image(&id)? else {
                 continue;
             };
-            let is_dangling = img.repo_tags.is_empty() && img.repo_digests.is_empty();
+            let untagged = img.repo_tags.is_empty() && img.repo_digests.is_empty();
+            let has_children = untagged && !self.children(&id)?.is_empty();
+            // Untagged images with children are intermediate layers of a commit chain:
+            // hidden unless `all`, and never "dangling".
+            if untagged && has_children && (!all || dangling.is_some()) {
+                continue;
+            }
             if let Some(d) = dangling {
-                if d != is_dangling {
+                if d != untagged {
                     continue;
                 }
             }
@@ -593,7 +640,7 @@ impl ImageStore {
             }
             out.push(models::ImageSummary {
                 id: img.id.clone(),
-                parent_id: String::new(),
+                parent_id: img.parent.clone(),
                 repo_tags: tags,
                 repo_digests: img.repo_digests.clone(),
                 created: img.created_unix,
@@ -745,6 +792,12 @@ impl ImageStore {
         } else {
             let refs = self.refs_of(&id)?;
             if is_single_reference(&refs) {
+                if !self.children(&id)?.is_empty() {
+                    return Err(Error::conflict(format!(
+                        "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+                        short_id(&id)
+                    )));
+                }
                 if let Some(c) = in_use(&id) {
                     if !force {
                         return Err(conflict(format!(
@@ -759,29 +812,71 @@ impl ImageStore {
                 }
             }
         }
-        if !force && !self.refs_of(&id)?.is_empty() {
-            return Err(conflict(
-                "image is referenced in multiple repositories".into(),
-            ));
-        }
-        if let Some(c) = in_use(&id) {
-            // Untagged by name while a container uses it: the image stays, dangling.
-            if quiet {
-                return Ok(records);
-            }
-            if !force {
-                return Err(conflict(format!(
-                    "image is being used by stopped container {}",
-                    short_id(&c)
-                )));
-            }
-            // Forced: untag only; the container keeps its image.
-            self.untag_all(&id, &mut records)?;
-            return Ok(records);
-        }
-        self.untag_all(&id, &mut records)?;
-        self.delete_image(&image, &mut records)?;
+        self.delete_helper(&id, force, !noprune, quiet, in_use, &mut records)?;
         Ok(records)
+    }
+
+    /// docker's imageDeleteHelper: refuses on conflicts (children always; references and
+    /// container use unless `force`), then untags and deletes the image and, with `prune`,
+    /// its untagged parents. `quiet` (after untagging by name) turns a conflict on a
+    /// non-dangling or used image into "keep it". Returns the bytes reclaimed.
+    fn delete_helper(
+        &self,
+        id: &str,
+        force: bool,
+        prune: bool,
+        quiet: bool,
+        in_use: &dyn Fn(&str) -> Option<String>,
+        records: &mut Vec<models::ImageDeleteResponseItem>,
+    ) -> Result<i64> {
+        let Some(image) = self.load_image(id)? else {
+            return Ok(0);
+        };
+        let children = self.children(id)?;
+        let refs = self.refs_of(id)?;
+        let user = in_use(id);
+        let conflict: Option<(bool, String, bool)> = if !children.is_empty() {
+            Some((true, "image has dependent child images".into(), false))
+        } else if !force && !refs.is_empty() {
+            Some((
+                false,
+                "image is referenced in multiple repositories".into(),
+                false,
+            ))
+        } else if let (false, Some(c)) = (force, &user) {
+            Some((
+                false,
+                format!("image is being used by stopped container {}", short_id(c)),
+                true,
+            ))
+        } else {
+            None
+        };
+        if let Some((hard, msg, used)) = conflict {
+            let dangling = refs.is_empty() && children.is_empty();
+            if quiet && (!dangling || used) {
+                return Ok(0);
+            }
+            let how = if hard {
+                "cannot be forced"
+            } else {
+                "must be forced"
+            };
+            return Err(Error::conflict(format!(
+                "conflict: unable to delete {} ({how}) - {msg}",
+                short_id(id)
+            )));
+        }
+        self.untag_all(id, records)?;
+        if user.is_some() {
+            // Forced while a container uses it: untag only; the container keeps its image.
+            return Ok(0);
+        }
+        let mut reclaimed = self.delete_image(&image, records)?;
+        if prune && !image.parent.is_empty() {
+            reclaimed += self.delete_helper(&image.parent, false, true, true, in_use, records)?;
+        }
+        Ok(reclaimed)
     }
 
     /// Deletes the image row, its config blob and every layer no other image uses.
@@ -884,7 +979,9 @@ impl ImageStore {
                 continue;
             };
             let tagged = !img.repo_tags.is_empty() || !img.repo_digests.is_empty();
-            if (dangling_only && tagged) || in_use(&id).is_some() {
+            // Only chain heads: untagged parents go with their last child below.
+            if (dangling_only && tagged) || in_use(&id).is_some() || !self.children(&id)?.is_empty()
+            {
                 continue;
             }
             if until.is_some_and(|u| img.created_unix >= u) {
@@ -902,7 +999,7 @@ impl ImageStore {
                 }
             }
             self.untag_all(&id, &mut records)?;
-            reclaimed += self.delete_image(&img, &mut records)?;
+            reclaimed += self.delete_helper(&id, false, true, false, in_use, &mut records)?;
         }
         Ok(models::ImagePruneResponse {
             images_deleted: if records.is_empty() {
@@ -999,18 +1096,25 @@ impl ImageStore {
         }
         let id = self.blobs.put(config_bytes).map_err(Error::from)?;
         let created = cfg.created.unwrap_or_default();
+        // A parent link is kept only to an image we have (a loaded child of an unknown
+        // image is a plain image).
+        let parent: Option<String> = match cfg.parent.filter(|p| !p.is_empty()) {
+            Some(p) if self.load_image(&p)?.is_some() => Some(p),
+            _ => None,
+        };
         let mut conn = self.db.conn();
         let tx = conn.transaction().map_err(db_err)?;
         tx.execute(
-            "INSERT INTO images (id, created, created_unix, size, diff_ids, last_tag_time, added_unix)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6) ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO images (id, created, created_unix, size, diff_ids, last_tag_time, added_unix, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7) ON CONFLICT(id) DO NOTHING",
             params![
                 id,
                 created,
                 rfc3339_unix(&created),
                 size,
                 serde_json::to_string(&diff_ids).map_err(internal)?,
-                chrono::Utc::now().timestamp()
+                chrono::Utc::now().timestamp(),
+                parent
             ],
         )
         .map_err(db_err)?;
@@ -1124,6 +1228,7 @@ impl ImageStore {
             Some(t) => Some(repo_tag_reference(t, None)?),
             None => None,
         };
+        let mut parent = None;
         let mut base: serde_json::Map<String, serde_json::Value> = if image_id.is_empty() {
             let mut m = serde_json::Map::new();
             m.insert("architecture".into(), go_arch().into());
@@ -1131,6 +1236,7 @@ impl ImageStore {
             m
         } else {
             let img = self.resolve(image_id)?;
+            parent = Some(img.id.clone());
             serde_json::from_slice(&self.config_bytes(&img.id)?)
                 .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?
         };
@@ -1189,6 +1295,10 @@ impl ImageStore {
             .unwrap_or_default();
         history.push(serde_json::Value::Object(hist));
         base.insert("config".into(), container_config_json(&cfg)?);
+        // Like docker's classic store, a commit names its parent in the config.
+        if let Some(p) = parent {
+            base.insert("parent".into(), p.into());
+        }
         base.insert("created".into(), created.into());
         base.insert("history".into(), history.into());
         base.insert(

@@ -584,3 +584,94 @@ fn mount_many_layers() {
         );
     }
 }
+
+/// Commits on top of an image: a one-file change in a fresh container dir.
+fn commit_child(e: &Env, parent: &str, name: &str, tag: Option<&str>) -> String {
+    let c = e.dir.path().join("containers").join(name);
+    std::fs::create_dir_all(&c).unwrap();
+    let g = MountGuard(&c);
+    let r = e.store.mount_rootfs(parent, &c).unwrap();
+    std::fs::write(r.join(name), name).unwrap();
+    drop(g);
+    let opts = CommitOptions {
+        repo_tag: tag.map(String::from),
+        ..Default::default()
+    };
+    e.store.commit(parent, &c, &opts).unwrap()
+}
+
+#[test]
+fn parent_chains_like_docker_classic_store() {
+    let e = env();
+    let s = &e.store;
+    let base = s
+        .import(&mut &small_tar("a", b"1")[..], &[], None, Some("base"))
+        .unwrap();
+    let child = commit_child(&e, &base, "c1", Some("child:1"));
+    assert_eq!(s.resolve(&child).unwrap().parent, base);
+    let h = s.history("child:1").unwrap();
+    assert_eq!(
+        (h[0].id.as_str(), h[1].id.as_str()),
+        (child.as_str(), base.as_str())
+    );
+    assert_eq!(h[1].tags, ["base:latest"]);
+    let l = s.list(false, &no_filters()).unwrap();
+    assert_eq!(l.iter().find(|i| i.id == child).unwrap().parent_id, base);
+
+    for force in [false, true] {
+        let err = s.remove(&base, force, false, &unused).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!("conflict: unable to delete {} (cannot be forced) - image has dependent child images", &base[7..19])
+        );
+    }
+    // Untagging the parent keeps it as an intermediate image, hidden without `all`.
+    let r = s.remove("base", false, false, &unused).unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(s
+        .list(false, &no_filters())
+        .unwrap()
+        .iter()
+        .all(|i| i.id != base));
+    assert!(s
+        .list(true, &no_filters())
+        .unwrap()
+        .iter()
+        .any(|i| i.id == base));
+    let f = HashMap::from([("dangling".to_string(), vec!["true".to_string()])]);
+    assert!(s.list(true, &f).unwrap().is_empty());
+
+    // noprune keeps the untagged parent; without it the parent goes too.
+    let r = s.remove("child:1", false, true, &unused).unwrap();
+    assert!(r
+        .iter()
+        .any(|x| x.deleted.as_deref() == Some(child.as_str())));
+    assert!(s.resolve(&base).is_ok());
+    let child2 = commit_child(&e, &base, "c2", Some("child:2"));
+    let r = s.remove("child:2", false, false, &unused).unwrap();
+    let deleted: Vec<&str> = r.iter().filter_map(|x| x.deleted.as_deref()).collect();
+    assert!(
+        deleted.contains(&child2.as_str()) && deleted.contains(&base.as_str()),
+        "{r:?}"
+    );
+    assert!(s.list(true, &no_filters()).unwrap().is_empty());
+    assert_eq!(snapshot_count(e.dir.path()), 0);
+
+    // Dangling prune takes an untagged head and its untagged parents.
+    let base = s
+        .import(&mut &small_tar("b", b"2")[..], &[], None, None)
+        .unwrap();
+    let head = commit_child(&e, &base, "c3", None);
+    let r = s.prune(true, &no_filters(), &unused).unwrap();
+    let deleted: Vec<String> = r
+        .images_deleted
+        .unwrap()
+        .into_iter()
+        .filter_map(|x| x.deleted)
+        .collect();
+    assert!(
+        deleted.contains(&head) && deleted.contains(&base),
+        "{deleted:?}"
+    );
+    assert!(s.list(true, &no_filters()).unwrap().is_empty());
+}
