@@ -60,10 +60,11 @@ pub struct Format {
 impl Format {
     /// `default_table` is used for "" and "table"; "json" means `{{json .}}`.
     pub fn new(format: Option<&str>, default_table: &str) -> Format {
-        let f = format.unwrap_or("");
-        let (table, body) = if f.is_empty() || f == "table" {
-            (true, default_table.to_string())
-        } else if f == "json" {
+        let mut f = format.unwrap_or("");
+        if f.is_empty() || f == "table" {
+            f = default_table;
+        }
+        let (table, body) = if f == "json" {
             (false, "{{json .}}".to_string())
         } else if let Some(rest) = f.strip_prefix("table") {
             (true, rest.trim().to_string())
@@ -812,6 +813,9 @@ mod tests {
         assert!(!f.table);
         let f = Format::new(Some("json"), "");
         assert_eq!(f.body, "{{json .}}");
+        let f = Format::new(Some("table"), "table {{.ID}}");
+        assert!(f.table);
+        assert_eq!(f.body, "{{.ID}}");
     }
 
     #[test]

@@ -244,8 +244,15 @@ pub async fn ps(c: &Client, a: PsArgs) -> CliResult<()> {
 
     let format = match (&a.format, a.quiet) {
         (None, true) => "{{.ID}}".to_string(),
-        (Some(f), true) if f.is_empty() || f == "table" => "{{.ID}}".to_string(),
-        (None, false) => {
+        (Some(f), true) => {
+            if !f.is_empty() && f != "table" {
+                eprintln!(
+                    "WARNING: Ignoring custom format, because both --format and --quiet are set."
+                );
+            }
+            "{{.ID}}".to_string()
+        }
+        (f, false) if f.as_deref().is_none_or(|f| f.is_empty() || f == "table") => {
             if size {
                 format!("{DEFAULT_TABLE}\t{{{{.Size}}}}")
             } else {
@@ -253,6 +260,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> CliResult<()> {
             }
         }
         (Some(f), _) => f.clone(),
+        (None, false) => DEFAULT_TABLE.to_string(),
     };
     let fmt = Format::new(Some(&format), DEFAULT_TABLE);
     let rows: Vec<Value> = items.iter().map(|i| row(i, trunc)).collect();
