@@ -675,3 +675,21 @@ fn parent_chains_like_docker_classic_store() {
     );
     assert!(s.list(true, &no_filters()).unwrap().is_empty());
 }
+
+#[test]
+fn opens_a_database_from_before_parent_tracking() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(&dir.path().join("state.db")).unwrap());
+    db.conn()
+        .execute_batch(
+            "CREATE TABLE images (id TEXT PRIMARY KEY, created TEXT NOT NULL, created_unix INTEGER NOT NULL,
+             size INTEGER NOT NULL, diff_ids TEXT NOT NULL, last_tag_time TEXT, added_unix INTEGER NOT NULL)",
+        )
+        .unwrap();
+    let blobs = Arc::new(BlobStore::open(dir.path()).unwrap());
+    let s = ImageStore::open(dir.path(), db, blobs).unwrap();
+    let id = s
+        .import(&mut &small_tar("a", b"1")[..], &[], None, Some("x"))
+        .unwrap();
+    assert_eq!(s.resolve("x").unwrap().id, id);
+}
