@@ -150,39 +150,39 @@ fn logs() {
     d.ok(&[
         "run",
         "--name",
-        "l",
+        "lg",
         "busybox",
         "sh",
         "-c",
         "for i in 1 2 3; do echo line$i; done; echo oops >&2",
     ]);
-    let o = d.berth(&["logs", "l"]);
+    let o = d.berth(&["logs", "lg"]);
     assert_eq!(stdout(&o), "line1\nline2\nline3\n");
     assert_eq!(stderr(&o), "oops\n");
-    assert_eq!(d.ok(&["logs", "--tail", "1", "l"]), "");
-    let o = d.berth(&["logs", "--tail", "2", "l"]);
+    assert_eq!(d.ok(&["logs", "--tail", "1", "lg"]), "");
+    let o = d.berth(&["logs", "--tail", "2", "lg"]);
     assert_eq!(stdout(&o), "line3\n");
     assert_eq!(stderr(&o), "oops\n");
-    let ts = d.ok(&["logs", "-t", "l"]);
+    let ts = d.ok(&["logs", "-t", "lg"]);
     let first = ts.lines().next().unwrap();
     assert!(first.contains('T') && first.ends_with(" line1"), "{first}");
-    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "l"]), "");
-    assert_eq!(d.ok(&["logs", "--since", "1h", "l"]).lines().count(), 3);
+    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "lg"]), "");
+    assert_eq!(d.ok(&["logs", "--since", "1h", "lg"]).lines().count(), 3);
 
     // follow ends when the container exits
     d.ok(&[
         "run",
         "-d",
         "--name",
-        "f",
+        "fl",
         "busybox",
         "sh",
         "-c",
         "echo a; sleep 1; echo b",
     ]);
-    assert_eq!(d.ok(&["logs", "-f", "f"]), "a\nb");
+    assert_eq!(d.ok(&["logs", "-f", "fl"]), "a\nb");
     // the on-disk format is docker's json-file
-    let path = d.field("f", "{{.LogPath}}");
+    let path = d.field("fl", "{{.LogPath}}");
     let text = std::fs::read_to_string(&path).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["log"], "a\n");

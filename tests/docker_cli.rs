@@ -76,16 +76,19 @@ fn docker_cli_containers() {
     d.dok(&[
         "run",
         "--name",
-        "l",
+        "lg",
         "busybox",
         "sh",
         "-c",
         "echo one; echo two",
     ]);
-    assert_eq!(d.dok(&["logs", "--tail", "1", "l"]), "two");
-    assert!(d.dok(&["logs", "-t", "l"]).lines().all(|l| l.contains('Z')));
-    d.dok(&["create", "--name", "c", "busybox", "echo", "started"]);
-    assert_eq!(d.dok(&["start", "-a", "c"]), "started");
+    assert_eq!(d.dok(&["logs", "--tail", "1", "lg"]), "two");
+    assert!(d
+        .dok(&["logs", "-t", "lg"])
+        .lines()
+        .all(|l| l.contains('Z')));
+    d.dok(&["create", "--name", "cc", "busybox", "echo", "started"]);
+    assert_eq!(d.dok(&["start", "-a", "cc"]), "started");
     assert!(d
         .dok(&["container", "prune", "-f"])
         .contains("Total reclaimed space"));

@@ -488,7 +488,8 @@ impl State {
         let dir = self.container_dir(&rec.id);
         match self.start_inner(c, &rec, &dir).await {
             Ok(()) => Ok(()),
-            Err(e) => {
+            Err(mut e) => {
+                e.message = docker_start_error(&e.message);
                 // Docker records the failure on the container: exit code 127 for a missing
                 // executable, 126 when it cannot be run, else 128.
                 let msg = e.message.clone();
@@ -521,6 +522,15 @@ impl State {
                     berth_image::ImageStore::unmount_rootfs(&d)
                 })
                 .await;
+                // Like docker: a container that was to be auto-removed goes away when its
+                // start fails (`run --rm` waits for that removal).
+                if rec.host_config.auto_remove.unwrap_or(false) {
+                    let me = self.clone();
+                    let c2 = c.clone();
+                    tokio::spawn(async move {
+                        let _ = me.remove_container(&c2, true).await;
+                    });
+                }
                 Err(e)
             }
         }
@@ -1044,6 +1054,36 @@ impl State {
     }
 }
 
+/// Rewrites libcontainer's start errors into runc's wording, which docker clients parse to
+/// choose their exit code (127 "executable file not found"/"no such file or directory",
+/// 126 "permission denied").
+fn docker_start_error(msg: &str) -> String {
+    let quoted = |m: &str| -> Option<String> {
+        let start = m.find("executable '")? + "executable '".len();
+        let end = m[start..].find('\'')? + start;
+        Some(m[start..end].to_string())
+    };
+    let detail = if msg.contains("not found in $PATH") {
+        quoted(msg).map(|x| {
+            if x.contains('/') {
+                format!("exec: \"{x}\": stat {x}: no such file or directory")
+            } else {
+                format!("exec: \"{x}\": executable file not found in $PATH")
+            }
+        })
+    } else if msg.contains("does not have correct permissions") {
+        quoted(msg).map(|x| format!("exec: \"{x}\": permission denied"))
+    } else {
+        None
+    };
+    match detail {
+        Some(d) => format!(
+            "failed to create task for container: OCI runtime create failed: unable to start container process: {d}: unknown"
+        ),
+        None => msg.to_string(),
+    }
+}
+
 /// The pids in the container's cgroup (v2 unified, else the v1 pids/memory/cpu hierarchies).
 pub fn cgroup_pids(path: &str) -> Vec<i64> {
     let rel = path.trim_start_matches('/');
@@ -1113,6 +1153,20 @@ mod tests {
         let p = r.processes.unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0][7], "sleep 100");
+    }
+    #[test]
+    fn start_errors_in_runc_words() {
+        let m = docker_start_error("exec process failed: executable 'nope' not found in $PATH");
+        assert!(
+            m.contains("exec: \"nope\": executable file not found in $PATH"),
+            "{m}"
+        );
+        let m = docker_start_error("executable '/x/y' not found in $PATH");
+        assert!(m.contains("stat /x/y: no such file or directory"), "{m}");
+        let m = docker_start_error(
+            "executable '/tmp' at path '\"/tmp\"' does not have correct permissions",
+        );
+        assert!(m.contains("exec: \"/tmp\": permission denied"), "{m}");
     }
     #[test]
     fn names_and_env() {

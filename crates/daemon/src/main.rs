@@ -125,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let res = rt.block_on(run(cfg, root, exec_root, socket.clone()));
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     let _ = std::fs::remove_file(&pidfile);
     let _ = std::fs::remove_file(&socket);
     drop(lock);
@@ -150,20 +151,27 @@ async fn run(
     util::secure_socket(&socket)?;
     tracing::info!(socket = %socket.display(), root = %root.display(), "berthd listening");
 
-    let shutdown = async {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let server = tokio::spawn(http::serve(listener, state, shutdown));
+    {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::info!("shutting down; running containers keep running");
-    };
-    http::serve(listener, state, shutdown).await?;
+    }
+    tracing::info!("shutting down; running containers keep running");
+    let _ = tx.send(true);
+    // Hijacked streams (attach, logs -f) would hold a graceful shutdown open forever: give
+    // requests a moment to finish, then go. Containers live on in their shims.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     Ok(())
 }
