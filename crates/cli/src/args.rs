@@ -92,6 +92,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(arg_required_else_help = true)]
 pub enum ContainerCommand {
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
@@ -134,6 +135,7 @@ pub enum ContainerCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(arg_required_else_help = true)]
 pub enum ImageCommand {
     /// Show the history of an image
     History(HistoryArgs),
@@ -158,6 +160,7 @@ pub enum ImageCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(arg_required_else_help = true)]
 pub enum SystemCommand {
     /// Display system-wide information
     Info(FormatArgs),

@@ -27,10 +27,13 @@ fn main() {
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
-                ErrorKind::DisplayHelp
-                | ErrorKind::DisplayVersion
-                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = e.print();
+                    std::process::exit(0);
+                }
+                // `berth container` alone: usage on stdout, status 0, as docker does.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    print!("{}", e.render());
                     std::process::exit(0);
                 }
                 _ => {
