@@ -43,12 +43,25 @@ fn kill9_restart_keeps_containers() {
     });
     // exec works
     assert_eq!(d.ok(&["exec", "c1", "echo", "still here"]), "still here");
-    // attach works: send a line to cat, read it back with logs
-    let o = d.berth_stdin(&["attach", "cat"], Some(b"through attach\n"));
-    let _ = o;
-    d.eventually("attach stdin reached the container", || {
-        d.ok(&["logs", "cat"]).contains("through attach")
-    });
+    // attach works: send a line to cat, read it back with logs (docker attach keeps
+    // running after stdin EOF until the container exits, so the client is killed after)
+    let mut att = std::process::Command::new(berth_tests::bin("berth"))
+        .args(["-H", &d.host(), "attach", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut si = att.stdin.take().unwrap();
+        si.write_all(b"through attach\n").unwrap();
+        d.eventually("attach stdin reached the container", || {
+            d.ok(&["logs", "cat"]).contains("through attach")
+        });
+    }
+    let _ = att.kill();
+    let _ = att.wait();
     // stop and wait work
     d.ok(&["stop", "-t", "1", "c0"]);
     assert_eq!(d.field("c0", "{{.State.Status}}"), "exited");
