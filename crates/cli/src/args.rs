@@ -312,7 +312,7 @@ pub struct RunArgs {
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     /// Proxy received signals to the process
-    #[arg(long = "sig-proxy", default_value = "true", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "sig-proxy", default_value = "true", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
     #[command(flatten)]
     pub opts: ContainerOpts,
@@ -421,7 +421,7 @@ pub struct AttachArgs {
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     /// Proxy all received signals to the process
-    #[arg(long = "sig-proxy", default_value = "true", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "sig-proxy", default_value = "true", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
     pub container: String,
 }
@@ -620,7 +620,7 @@ pub struct ImportArgs {
 #[command(disable_help_flag = true)]
 pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
-    #[arg(short = 'H', long, default_value = "true", action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(short = 'H', long, default_value = "true", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub human: bool,
     /// Don't truncate output
     #[arg(long = "no-trunc")]
@@ -729,6 +729,42 @@ mod tests {
             })
         ));
         assert!(parse(&["berth", "ps", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn boolean_flags_take_values_like_pflag() {
+        let c = parse(&["berth", "run", "--sig-proxy=false", "busybox"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Run(RunArgs {
+                    sig_proxy: false,
+                    ..
+                })),
+                ..
+            })
+        ));
+        let c = parse(&["berth", "attach", "--sig-proxy", "c1"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Attach(AttachArgs {
+                    sig_proxy: true,
+                    ..
+                })),
+                ..
+            })
+        ));
+        let c = parse(&[
+            "berth",
+            "run",
+            "--memory-swap",
+            "-1",
+            "--pids-limit",
+            "-1",
+            "busybox",
+        ]);
+        assert!(c.is_ok(), "{c:?}");
     }
 
     #[test]
