@@ -12,7 +12,7 @@ use oci_spec::runtime::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
-const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "true", "read", "tr"];
+const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "true", "yes", "head"];
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -512,6 +512,59 @@ async fn long_state_dirs_beyond_sun_path_work() {
     // (SIGTERM would be ignored: `sleep` is pid 1 of its namespace, with no handler.)
     shim.kill(9).await.unwrap();
     assert_eq!(shim.wait().await.unwrap().exit_code, 137);
+    shim_gone(shim_pid).await;
+    assert_cleaned(&f);
+}
+
+#[tokio::test]
+async fn killing_a_created_container_cleans_up() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new(&["echo", "never"], false);
+    let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
+    shim.kill(9).await.unwrap();
+    assert_eq!(shim.wait().await.unwrap().exit_code, 137);
+    shim_gone(shim_pid).await;
+    assert!(!f.log().contains("never"));
+    assert_cleaned(&f);
+}
+
+#[tokio::test]
+async fn a_stuck_attach_client_is_dropped_not_waited_for() {
+    if !can_run() {
+        return;
+    }
+    // ~4 MB of output: far more than a client may fall behind (1 MiB) plus socket buffers.
+    let f = Fixture::new(
+        &[
+            "sh",
+            "-c",
+            "yes 0123456789012345678901234567890123456789 | head -c 4000000",
+        ],
+        false,
+    );
+    let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
+    let mut stuck = shim
+        .attach(AttachOptions {
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            detach_keys: None,
+        })
+        .await
+        .unwrap();
+    shim.start().await.unwrap();
+    // The container can only finish if the shim keeps draining it while `stuck` reads nothing.
+    assert_eq!(shim.wait().await.unwrap().exit_code, 0);
+    let mut got = Vec::new();
+    let _ = stuck.read_to_end(&mut got).await;
+    assert!(got.len() < 4_000_000, "stuck client got everything");
+    // The log has all of it.
+    let logged = f.log().lines().count();
+    assert_eq!(logged, 4_000_000 / 41 + 1);
     shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }

@@ -12,6 +12,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::fcntl::OFlag;
 
 use berth_runtime::logfile::LogWriter;
@@ -269,7 +270,7 @@ fn base_builder(
     console: Option<&(UnixListener, PathBuf)>,
 ) -> Result<ContainerBuilder> {
     let mut b = ContainerBuilder::new(id.to_string(), SyscallType::default())
-        .with_executor(DefaultExecutor {})
+        .with_executor(ShimExecutor)
         .with_root_path(state_root)
         .map_err(|e| anyhow!(error_chain(&e)))?;
     if let Some((_, path)) = console {
@@ -283,6 +284,29 @@ fn base_builder(
             .with_stderr(c.stderr);
     }
     Ok(b)
+}
+
+/// libcontainer's default executor, after putting every signal back to its default action.
+/// Ignored signals survive execve: without this the container would inherit the shim's
+/// ignored SIGPIPE (Rust's runtime sets it) and e.g. `yes | head` would never end.
+#[derive(Clone)]
+struct ShimExecutor;
+
+impl Executor for ShimExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        for sig in Signal::iterator() {
+            if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+                // SAFETY: resetting to SIG_DFL in the single-threaded init just before exec.
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+            }
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
 }
 
 fn pipes(open_stdin: bool) -> Result<(HostIo, ChildIo)> {
