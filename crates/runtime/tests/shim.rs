@@ -12,7 +12,9 @@ use oci_spec::runtime::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
-const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "true", "yes", "head"];
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "true", "yes", "head", "tty", "stty",
+];
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -681,11 +683,13 @@ async fn tty_exec() {
         .exec(&exec_config(
             &f,
             "t1",
-            &["sh", "-c", "tty; echo done"],
+            &["sh", "-c", "tty; stty size; echo done"],
             true,
         ))
         .await
         .unwrap();
+    // Before start there is no PTY yet: the size is applied when it appears.
+    ex.resize(33, 111).await.unwrap();
     let mut s = ex
         .attach(AttachOptions {
             stdin: false,
@@ -700,6 +704,7 @@ async fn tty_exec() {
     s.read_to_end(&mut data).await.unwrap();
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains("/dev/pts/"), "tty exec output: {text:?}");
+    assert!(text.contains("33 111\r\n"), "tty exec output: {text:?}");
     assert!(text.contains("done\r\n"), "tty exec output: {text:?}");
     assert_eq!(ex.wait().await.unwrap().exit_code, 0);
     shim.kill(9).await.unwrap();

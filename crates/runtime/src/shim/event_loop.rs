@@ -161,6 +161,8 @@ pub struct EventLoop {
     clients: Vec<Client>,
     buf: Vec<u8>,
     log_failed: bool,
+    /// Size asked for before the PTY existed (a TTY exec before start).
+    pending_winsize: Option<(u16, u16)>,
     /// Log data written since the last flush (the writer buffers; `docker logs -f` readers
     /// only see what was flushed).
     log_dirty: bool,
@@ -183,6 +185,7 @@ impl EventLoop {
             buf: vec![0; READ_CHUNK],
             log_failed: false,
             log_dirty: false,
+            pending_winsize: None,
         }
     }
 
@@ -790,6 +793,9 @@ impl EventLoop {
         match self.proc.start() {
             Ok(pid) => {
                 self.status = Status::Running;
+                if let Some((h, w)) = self.pending_winsize.take() {
+                    let _ = self.resize(h, w);
+                }
                 self.write_stdin();
                 Response {
                     pid: Some(pid as u32),
@@ -857,7 +863,10 @@ impl EventLoop {
 
     fn resize(&mut self, height: u16, width: u16) -> Response {
         let Some(pty) = &self.proc.io.pty else {
-            // Docker accepts resizes of non-TTY containers as no-ops... nothing to resize.
+            if self.proc.tty && self.status == Status::Created {
+                self.pending_winsize = Some((height, width));
+            }
+            // Without a terminal there is nothing to resize (a no-op, not an error).
             return Response::ok();
         };
         let ws = libc::winsize {
