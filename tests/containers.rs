@@ -252,8 +252,15 @@ fn security_profile_and_limits() {
 
     // masked and read-only paths
     assert_eq!(
-        d.ok(&["run", "--rm", "busybox", "sh", "-c", "wc -c < /proc/kcore"]),
-        "0"
+        d.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "wc -c < /proc/timer_list; ls /sys/firmware | wc -l"
+        ]),
+        "0\n0"
     );
     let o = d.berth(&[
         "run",
@@ -278,10 +285,9 @@ fn security_profile_and_limits() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(
-        d.ok(&["run", "--rm", "-u", "1000:1001", "busybox", "id"]),
-        "uid=1000 gid=1001 groups=1001"
-    );
+    assert!(d
+        .ok(&["run", "--rm", "-u", "1000:1001", "busybox", "id"])
+        .starts_with("uid=1000 gid=1001"));
     assert_eq!(
         d.ok(&["run", "--rm", "-u", "daemon", "busybox", "id", "-u"]),
         "1"

@@ -88,6 +88,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    if let Some(d) = cfg.log_driver.as_deref() {
+        if d != "json-file" && d != "local" {
+            bail!("log driver {d:?} is not supported (json-file is)");
+        }
+    }
     let root = cfg
         .data_root
         .clone()

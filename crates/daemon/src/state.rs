@@ -8,7 +8,6 @@ use anyhow::Context;
 use berth_api::Error;
 use berth_image::ImageStore;
 use berth_store::{BlobStore, Db};
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -16,7 +15,6 @@ use std::sync::{Arc, RwLock};
 pub struct State {
     pub cfg: Config,
     pub root: PathBuf,
-    pub exec_root: PathBuf,
     pub containers_dir: PathBuf,
     pub runtime_root: PathBuf,
     pub shim_binary: PathBuf,
@@ -24,7 +22,6 @@ pub struct State {
     pub images: Arc<ImageStore>,
     pub table: RwLock<Table>,
     pub execs: RwLock<HashMap<String, Arc<Exec>>>,
-    pub started: DateTime<Utc>,
     pub daemon_id: String,
 }
 
@@ -75,7 +72,6 @@ impl State {
         Ok(State {
             cfg,
             root,
-            exec_root,
             containers_dir,
             runtime_root,
             shim_binary,
@@ -83,7 +79,6 @@ impl State {
             images,
             table: RwLock::new(table),
             execs: RwLock::new(HashMap::new()),
-            started: Utc::now(),
             daemon_id,
         })
     }

@@ -761,31 +761,11 @@ pub async fn logs(
         until,
         tail,
     };
-    let o2 = ReadOptions {
-        stdout,
-        stderr,
-        since,
-        until,
-        tail,
-    };
-    let p2 = path.clone();
-    let entries = blocking(move || match logfile::read_all(&p2, &o2) {
-        Ok(v) => Ok(v),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(Error::from(e)),
-    })
-    .await?;
-    let mut first = Vec::new();
-    for e in &entries {
-        encode_entry(&mut first, e, tty, timestamps);
-    }
     let ct = if tty {
         stream::RAW_STREAM
     } else {
         stream::MUX_STREAM
     };
-    let head =
-        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(first)) });
     let body = if follow && rec.state.running && until.map(|u| u > now).unwrap_or(true) {
         let mut ev = c.events.subscribe();
         let seen = ev.borrow().exits;
@@ -799,19 +779,42 @@ pub async fn logs(
                 }
             }
         };
-        let follow_opts = ReadOptions {
-            tail: Some(0),
-            ..opts
-        };
-        let rx = logfile::follow(path, follow_opts, stop);
-        let rest = tokio_stream_from(rx).map(move |e| {
+        // One reader for the backlog and what follows, so no line is lost or repeated.
+        let rx = logfile::read_and_follow(path, opts, stop);
+        let rest = tokio_stream_from(rx).ready_chunks(256).map(move |batch| {
             let mut b = Vec::new();
-            encode_entry(&mut b, &e, tty, timestamps);
+            for e in &batch {
+                encode_entry(&mut b, e, tty, timestamps);
+            }
             Ok::<_, std::io::Error>(bytes::Bytes::from(b))
         });
-        Body::from_stream(head.chain(rest))
+        Body::from_stream(rest)
     } else {
-        Body::from_stream(head)
+        // Encode on a blocking thread in large chunks: `logs` of a big log is a bulk copy.
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(256 * 1024);
+            let r = logfile::read_each(&path, &opts, |e| {
+                encode_entry(&mut buf, &e, tty, timestamps);
+                if buf.len() >= 256 * 1024 {
+                    let chunk = bytes::Bytes::from(std::mem::replace(
+                        &mut buf,
+                        Vec::with_capacity(256 * 1024),
+                    ));
+                    return tx.blocking_send(chunk).is_ok();
+                }
+                true
+            });
+            if let Err(e) = r {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("reading log: {e}");
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.blocking_send(bytes::Bytes::from(buf));
+            }
+        });
+        Body::from_stream(tokio_stream_from(rx).map(Ok::<_, std::io::Error>))
     };
     Ok(Response::builder()
         .status(StatusCode::OK)
