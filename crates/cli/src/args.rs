@@ -17,10 +17,10 @@ pub struct Cli {
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     pub log_level: String,
     /// Enable debug mode
-    #[arg(short = 'D', long = "debug")]
+    #[arg(short = 'D', long = "debug", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub debug: bool,
     /// Print version information and quit
-    #[arg(short = 'v', long = "version")]
+    #[arg(short = 'v', long = "version", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -170,13 +170,13 @@ pub enum SystemCommand {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ContainerOpts {
     /// Keep STDIN open even if not attached
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub interactive: bool,
     /// Allocate a pseudo-TTY
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub tty: bool,
     /// Automatically remove the container and its associated anonymous volumes when it exits
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub rm: bool,
     /// Assign a name to the container
     #[arg(long)]
@@ -236,10 +236,10 @@ pub struct ContainerOpts {
     #[arg(long = "cap-drop", value_name = "list")]
     pub cap_drop: Vec<String>,
     /// Give extended privileges to this container
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub privileged: bool,
     /// Mount the container's root filesystem as read only
-    #[arg(long = "read-only")]
+    #[arg(long = "read-only", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub read_only: bool,
     /// Security Options
     #[arg(long = "security-opt", value_name = "list")]
@@ -248,7 +248,7 @@ pub struct ContainerOpts {
     #[arg(long, visible_alias = "net", value_name = "network")]
     pub network: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub init: bool,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
@@ -296,7 +296,7 @@ pub struct ContainerOpts {
     #[arg(long, default_value = "missing")]
     pub pull: String,
     /// Suppress the pull output
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub quiet: bool,
     #[arg(long, action = ArgAction::Help, help = "Print usage")]
     pub help: Option<bool>,
@@ -306,7 +306,7 @@ pub struct ContainerOpts {
 #[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run container in background and print container ID
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub detach: bool,
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
@@ -317,7 +317,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub opts: ContainerOpts,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(value_name = "IMAGE", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    #[arg(value_name = "IMAGE", required = true, trailing_var_arg = true, num_args = 1..)]
     pub args: Vec<String>,
 }
 
@@ -327,17 +327,17 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub opts: ContainerOpts,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(value_name = "IMAGE", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+    #[arg(value_name = "IMAGE", required = true, trailing_var_arg = true, num_args = 1..)]
     pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub attach: bool,
     /// Attach container's STDIN
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub interactive: bool,
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
@@ -349,28 +349,28 @@ pub struct StartArgs {
 #[derive(Args, Debug)]
 pub struct PsArgs {
     /// Show all containers (default shows just running)
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub all: bool,
     /// Only display container IDs
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub quiet: bool,
     /// Show n last created containers (includes all states)
     #[arg(short = 'n', long = "last", default_value_t = -1, allow_hyphen_values = true)]
     pub last: i64,
     /// Show the latest created container (includes all states)
-    #[arg(short = 'l', long)]
+    #[arg(short = 'l', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub latest: bool,
     /// Filter output based on conditions provided
     #[arg(short = 'f', long, value_name = "filter")]
     pub filter: Vec<String>,
     /// Don't truncate output
-    #[arg(long = "no-trunc")]
+    #[arg(long = "no-trunc", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub no_trunc: bool,
     /// Format output using a custom template
     #[arg(long)]
     pub format: Option<String>,
     /// Display total file sizes
-    #[arg(short = 's', long)]
+    #[arg(short = 's', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub size: bool,
 }
 
@@ -383,7 +383,7 @@ pub struct InspectArgs {
     #[arg(long = "type")]
     pub kind: Option<String>,
     /// Display total file sizes if the type is container
-    #[arg(short = 's', long)]
+    #[arg(short = 's', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub size: bool,
     #[arg(value_name = "NAME|ID", required = true)]
     pub names: Vec<String>,
@@ -392,7 +392,7 @@ pub struct InspectArgs {
 #[derive(Args, Debug)]
 pub struct LogsArgs {
     /// Follow log output
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub follow: bool,
     /// Number of lines to show from the end of the logs
     #[arg(short = 'n', long, default_value = "all")]
@@ -404,10 +404,10 @@ pub struct LogsArgs {
     #[arg(long)]
     pub until: Option<String>,
     /// Show timestamps
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub timestamps: bool,
     /// Show extra details provided to logs
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub details: bool,
     pub container: String,
 }
@@ -415,7 +415,7 @@ pub struct LogsArgs {
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     /// Do not attach STDIN
-    #[arg(long = "no-stdin")]
+    #[arg(long = "no-stdin", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub no_stdin: bool,
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
@@ -429,16 +429,16 @@ pub struct AttachArgs {
 #[derive(Args, Debug)]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub detach: bool,
     /// Override the key sequence for detaching a container
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
     /// Keep STDIN open even if not attached
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub interactive: bool,
     /// Allocate a pseudo-TTY
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub tty: bool,
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
@@ -453,10 +453,10 @@ pub struct ExecArgs {
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
     /// Give extended privileges to the command
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub privileged: bool,
     /// CONTAINER COMMAND [ARG...]
-    #[arg(value_name = "CONTAINER", required = true, trailing_var_arg = true, allow_hyphen_values = true, num_args = 2..)]
+    #[arg(value_name = "CONTAINER", required = true, trailing_var_arg = true, num_args = 2..)]
     pub args: Vec<String>,
 }
 
@@ -506,13 +506,13 @@ pub struct KillArgs {
 #[derive(Args, Debug)]
 pub struct RmArgs {
     /// Force the removal of a running container (uses SIGKILL)
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub force: bool,
     /// Remove anonymous volumes associated with the container
-    #[arg(short = 'v', long)]
+    #[arg(short = 'v', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub volumes: bool,
     /// Remove the specified link
-    #[arg(short = 'l', long)]
+    #[arg(short = 'l', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub link: bool,
     #[arg(value_name = "CONTAINER", required = true)]
     pub containers: Vec<String>,
@@ -541,10 +541,10 @@ pub struct TopArgs {
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
     /// Show all images (default hides intermediate images)
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub all: bool,
     /// Only show image IDs
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub quiet: bool,
     /// Filter output based on conditions provided
     #[arg(short = 'f', long)]
@@ -553,10 +553,10 @@ pub struct ImagesArgs {
     #[arg(long)]
     pub format: Option<String>,
     /// Don't truncate output
-    #[arg(long = "no-trunc")]
+    #[arg(long = "no-trunc", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub no_trunc: bool,
     /// Show digests
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub digests: bool,
     /// [REPOSITORY[:TAG]]
     pub reference: Option<String>,
@@ -565,10 +565,10 @@ pub struct ImagesArgs {
 #[derive(Args, Debug)]
 pub struct RmiArgs {
     /// Force removal of the image
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub force: bool,
     /// Do not delete untagged parents
-    #[arg(long = "no-prune")]
+    #[arg(long = "no-prune", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub no_prune: bool,
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<String>,
@@ -586,7 +586,7 @@ pub struct LoadArgs {
     #[arg(short = 'i', long)]
     pub input: Option<String>,
     /// Suppress the load output
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub quiet: bool,
 }
 
@@ -623,10 +623,10 @@ pub struct HistoryArgs {
     #[arg(short = 'H', long, default_value = "true", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub human: bool,
     /// Don't truncate output
-    #[arg(long = "no-trunc")]
+    #[arg(long = "no-trunc", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub no_trunc: bool,
     /// Only show image IDs
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub quiet: bool,
     /// Format output using a custom template
     #[arg(long)]
@@ -639,10 +639,10 @@ pub struct HistoryArgs {
 #[derive(Args, Debug)]
 pub struct ImagePruneArgs {
     /// Remove all unused images, not just dangling ones
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub all: bool,
     /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub force: bool,
     /// Provide filter values (e.g. "until=<timestamp>")
     #[arg(long)]
@@ -652,7 +652,7 @@ pub struct ImagePruneArgs {
 #[derive(Args, Debug)]
 pub struct ContainerPruneArgs {
     /// Do not prompt for confirmation
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
     pub force: bool,
     /// Provide filter values (e.g. "until=<timestamp>")
     #[arg(long)]
@@ -765,6 +765,75 @@ mod tests {
             "busybox",
         ]);
         assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn pflag_style_booleans_and_clusters() {
+        let c = parse(&[
+            "berth",
+            "run",
+            "-it",
+            "--rm=false",
+            "--detach=true",
+            "busybox",
+            "sh",
+        ]);
+        let Ok(Cli {
+            command: Some(Command::Run(r)),
+            ..
+        }) = c
+        else {
+            panic!("parse failed: {c:?}");
+        };
+        assert!(r.opts.interactive && r.opts.tty && !r.opts.rm && r.detach);
+        let c = parse(&["berth", "ps", "-aq"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Ps(PsArgs {
+                    all: true,
+                    quiet: true,
+                    ..
+                })),
+                ..
+            })
+        ));
+        let c = parse(&["berth", "rm", "-fv", "c1"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Rm(RmArgs {
+                    force: true,
+                    volumes: true,
+                    ..
+                })),
+                ..
+            })
+        ));
+        let c = parse(&["berth", "exec", "-it", "c1", "sh"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Exec(ExecArgs {
+                    interactive: true,
+                    tty: true,
+                    ..
+                })),
+                ..
+            })
+        ));
+        let c = parse(&["berth", "start", "-ai", "c1"]);
+        assert!(matches!(
+            c,
+            Ok(Cli {
+                command: Some(Command::Start(StartArgs {
+                    attach: true,
+                    interactive: true,
+                    ..
+                })),
+                ..
+            })
+        ));
     }
 
     #[test]
