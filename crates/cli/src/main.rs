@@ -47,7 +47,17 @@ fn main() {
                     match (e.kind(), arg) {
                         (ErrorKind::UnknownArgument, Some(a)) => {
                             let flag = a.split('=').next().unwrap_or(&a).to_string();
-                            eprintln!("unknown flag: {flag}\nSee 'berth --help'.");
+                            match flag.strip_prefix('-').filter(|f| !f.starts_with('-')) {
+                                // pflag names the letter and the word it was found in.
+                                Some(short) => {
+                                    let word = std::env::args()
+                                        .find(|w| w.starts_with(&flag))
+                                        .unwrap_or_else(|| flag.clone());
+                                    let letter = short.chars().next().unwrap_or('?');
+                                    eprintln!("unknown shorthand flag: '{letter}' in {word}\nSee 'berth --help'.");
+                                }
+                                None => eprintln!("unknown flag: {flag}\nSee 'berth --help'."),
+                            }
                         }
                         (ErrorKind::InvalidSubcommand, _) => {
                             let name = match e.get(ContextKind::InvalidSubcommand) {
