@@ -175,9 +175,9 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), Error> {
             ));
         }
         if rp.maximum_retry_count.unwrap_or(0) != 0 && name != R::ON_FAILURE {
-            return Err(Error::invalid(format!(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            )));
+            return Err(Error::invalid(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+            ));
         }
     }
     match hc.network_mode.as_deref().unwrap_or("") {
@@ -326,7 +326,6 @@ impl State {
             stop_signal: body.stop_signal.clone().or(icfg.stop_signal.clone()),
             stop_timeout: body.stop_timeout,
             shell: body.shell.clone().or(icfg.shell.clone()),
-            ..Default::default()
         };
         if let Some(w) = config.working_dir.as_deref() {
             if !w.is_empty() && !w.starts_with('/') {
@@ -816,9 +815,9 @@ impl State {
             let _ = client.resume().await;
         }
         if !Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await {
-            return Err(Error::internal(format!(
-                "tried to kill container, but did not receive an exit event"
-            )));
+            return Err(Error::internal(
+                "tried to kill container, but did not receive an exit event",
+            ));
         }
         Ok(())
     }

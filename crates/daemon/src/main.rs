@@ -62,10 +62,10 @@ fn main() -> anyhow::Result<()> {
     if !args.host.is_empty() {
         cfg.hosts = args.host.clone();
     }
-    if args.root != PathBuf::from("/var/lib/berth") || cfg.data_root.is_none() {
+    if args.root.as_path() != std::path::Path::new("/var/lib/berth") || cfg.data_root.is_none() {
         cfg.data_root = Some(args.root.clone());
     }
-    if args.exec_root != PathBuf::from("/run/berth") || cfg.exec_root.is_none() {
+    if args.exec_root.as_path() != std::path::Path::new("/run/berth") || cfg.exec_root.is_none() {
         cfg.exec_root = Some(args.exec_root.clone());
     }
     if args.pidfile.is_some() {

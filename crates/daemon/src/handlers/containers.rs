@@ -171,7 +171,7 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
                         return Err(Error::invalid(format!("invalid filter 'status={v}'")));
                     }
                 }
-                vals.iter().any(|v| *v == r.state.status)
+                vals.contains(&r.state.status)
             }
             "exited" => {
                 !r.state.running
@@ -223,7 +223,7 @@ pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> 
     let limit = p.int("limit")?.unwrap_or(-1);
     let filters = p.filters()?;
     let mut recs: Vec<Record> = st.table_read().by_id.values().map(|c| c.rec()).collect();
-    recs.sort_by(|a, b| b.created.cmp(&a.created));
+    recs.sort_by_key(|r| std::cmp::Reverse(r.created));
     let st2 = st.clone();
     let out = blocking(move || {
         let mut out = Vec::new();
@@ -318,7 +318,6 @@ pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
             sandbox_key: Some(String::new()),
             ports: Some(HashMap::new()),
             networks: Some(network_settings(r)),
-            ..Default::default()
         }),
         ..Default::default()
     }

@@ -14,7 +14,7 @@ pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> 
     let all = p.bool("all", false);
     let filters = p.filters()?;
     let images = st.images.clone();
-    let out = blocking(move || images.list(all, &filters).map_err(Error::from)).await?;
+    let out = blocking(move || images.list(all, &filters)).await?;
     Ok(json(StatusCode::OK, &out))
 }
 
@@ -65,14 +65,12 @@ pub async fn create(State(st): State<AppState>, p: Params, req: Request) -> ApiR
         let images = st.images.clone();
         let mut reader = body_reader(req);
         let id = blocking(move || {
-            images
-                .import(
-                    &mut reader,
-                    &changes,
-                    message.as_deref(),
-                    repo_tag.as_deref(),
-                )
-                .map_err(Error::from)
+            images.import(
+                &mut reader,
+                &changes,
+                message.as_deref(),
+                repo_tag.as_deref(),
+            )
         })
         .await?;
         return Ok(json_lines(vec![serde_json::json!({"status": id})]));
@@ -92,7 +90,7 @@ pub async fn load(State(st): State<AppState>, p: Params, req: Request) -> ApiRes
     let quiet = p.bool("quiet", false);
     let images = st.images.clone();
     let mut reader = body_reader(req);
-    let msgs = blocking(move || images.load(&mut reader).map_err(Error::from)).await?;
+    let msgs = blocking(move || images.load(&mut reader)).await?;
     let _ = quiet;
     Ok(json_lines(
         msgs.into_iter()
@@ -109,7 +107,7 @@ async fn save_names(st: AppState, names: Vec<String>) -> ApiResult<Response> {
     let check = names.clone();
     blocking(move || {
         for n in &check {
-            images.resolve(n).map_err(Error::from)?;
+            images.resolve(n)?;
         }
         Ok(())
     })
@@ -144,12 +142,8 @@ pub async fn prune(State(st): State<AppState>, p: Params) -> ApiResult<Response>
         .unwrap_or(true);
     let images = st.images.clone();
     let st2 = st.clone();
-    let r = blocking(move || {
-        images
-            .prune(dangling_only, &filters, &|id: &str| st2.image_user(id))
-            .map_err(Error::from)
-    })
-    .await?;
+    let r = blocking(move || images.prune(dangling_only, &filters, &|id: &str| st2.image_user(id)))
+        .await?;
     Ok(json(StatusCode::OK, &r))
 }
 
@@ -161,12 +155,12 @@ pub async fn get_dispatch(
     let images = st.images.clone();
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_string();
-        let r = blocking(move || images.inspect(&name).map_err(Error::from)).await?;
+        let r = blocking(move || images.inspect(&name)).await?;
         return Ok(json(StatusCode::OK, &r));
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_string();
-        let r = blocking(move || images.history(&name).map_err(Error::from)).await?;
+        let r = blocking(move || images.history(&name)).await?;
         return Ok(json(StatusCode::OK, &r));
     }
     if let Some(name) = rest.strip_suffix("/get") {
@@ -190,12 +184,7 @@ pub async fn post_dispatch(
             )));
         }
         let images = st.images.clone();
-        blocking(move || {
-            images
-                .tag(&name, &repo, tag.as_deref())
-                .map_err(Error::from)
-        })
-        .await?;
+        blocking(move || images.tag(&name, &repo, tag.as_deref())).await?;
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
@@ -215,11 +204,7 @@ pub async fn delete(
     let noprune = p.bool("noprune", false);
     let images = st.images.clone();
     let st2 = st.clone();
-    let r = blocking(move || {
-        images
-            .remove(&name, force, noprune, &|id: &str| st2.image_user(id))
-            .map_err(Error::from)
-    })
-    .await?;
+    let r = blocking(move || images.remove(&name, force, noprune, &|id: &str| st2.image_user(id)))
+        .await?;
     Ok(json(StatusCode::OK, &r))
 }
