@@ -255,3 +255,83 @@ pub fn wants_upgrade(headers: &axum::http::HeaderMap) -> bool {
         .map(|v| v.eq_ignore_ascii_case("tcp"))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn state() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config {
+            shim_path: Some("/bin/true".into()),
+            ..Default::default()
+        };
+        let st = State::open(cfg, dir.path().join("root"), dir.path().join("run"))
+            .await
+            .unwrap();
+        (dir, Arc::new(st))
+    }
+
+    async fn call(st: &AppState, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let app = axum::middleware::from_fn(version_mw).layer(routes().with_state(st.clone()));
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        assert_eq!(resp.headers().get("Api-Version").unwrap(), API_VERSION);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn versions_and_errors() {
+        let (_d, st) = state().await;
+        assert_eq!(
+            call(&st, "GET", "/_ping", "").await,
+            (StatusCode::OK, "OK".into())
+        );
+        assert_eq!(call(&st, "GET", "/v1.41/_ping", "").await.0, StatusCode::OK);
+        let (s, b) = call(&st, "GET", "/v1.99/version", "").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(b.contains("Maximum supported API version is 1.47"), "{b}");
+        let (s, b) = call(&st, "GET", "/containers/nope/json", "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(b, r#"{"message":"No such container: nope"}"#);
+        let (s, _) = call(&st, "POST", "/containers/create", "{bad").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, b) = call(&st, "POST", "/containers/create", r#"{"Image":"nope"}"#).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+        let (s, b) = call(&st, "GET", "/containers/json", "").await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));
+        let (s, _) = call(&st, "GET", "/containers/json?filters=%7Bx", "").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = call(&st, "GET", "/nope", "").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn params() {
+        let p = Params(vec![
+            ("all".into(), "1".into()),
+            ("changes".into(), "CMD a".into()),
+            ("changes".into(), "ENV b=c".into()),
+            (
+                "filters".into(),
+                r#"{"label":{"a=b":true},"status":["running"]}"#.into(),
+            ),
+        ]);
+        assert!(p.bool("all", false));
+        assert!(!p.bool("stream", false));
+        assert_eq!(p.all("changes").len(), 2);
+        let f = p.filters().unwrap();
+        assert_eq!(f["label"], vec!["a=b".to_string()]);
+        assert_eq!(f["status"], vec!["running".to_string()]);
+    }
+}
