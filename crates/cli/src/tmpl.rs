@@ -19,6 +19,8 @@ impl std::error::Error for TemplateError {}
 /// A parsed `--format` template.
 pub struct Tmpl {
     inner: Template,
+    /// The format as the user wrote it, to point at errors as Go does ("1:2").
+    src: String,
 }
 
 impl Tmpl {
@@ -38,16 +40,39 @@ impl Tmpl {
             ("__gofmt", gofmt_fn as gtmpl::Func),
             ("__label", label_fn as gtmpl::Func),
             ("__rangeable", rangeable as gtmpl::Func),
+            ("len", len as gtmpl::Func),
+            ("index", index as gtmpl::Func),
         ]);
         t.parse(rewrite(format))
             .map_err(|e| TemplateError(format!("template parsing error: {e}")))?;
-        Ok(Tmpl { inner: t })
+        Ok(Tmpl {
+            inner: t,
+            src: format.to_string(),
+        })
     }
 
     pub fn render(&self, data: &Value) -> Result<String, TemplateError> {
         self.inner
             .render(&Context::from(data.clone()))
-            .map_err(|e| TemplateError(format!("template: {e}")))
+            .map_err(|e| match e {
+                // gtmpl's message dumps the whole object; say it as Go does.
+                gtmpl::error::ExecError::NoFiledFor(field, _) => {
+                    let at = format!(".{field}");
+                    // Go reports line and 0-based column of the node.
+                    let pos = match self.src.find(&at) {
+                        Some(i) => {
+                            let line = 1 + self.src[..i].matches('\n').count();
+                            let col = i - self.src[..i].rfind('\n').map(|n| n + 1).unwrap_or(0);
+                            format!(":{line}:{col}:")
+                        }
+                        None => String::new(),
+                    };
+                    TemplateError(format!(
+                        "template: {pos} executing \"\" at <{at}>: map has no entry for key \"{field}\""
+                    ))
+                }
+                e => TemplateError(format!("template: {e}")),
+            })
     }
 }
 
@@ -79,6 +104,16 @@ impl Format {
     /// Renders rows (and the header for tables) and aligns the columns.
     pub fn render(&self, header: &Value, rows: &[Value]) -> Result<String, TemplateError> {
         let t = Tmpl::parse(&self.body)?;
+        self.render_with(&t, header, rows)
+            .map_err(|e| TemplateError(format!("failed to execute template: {}", e.0)))
+    }
+
+    fn render_with(
+        &self,
+        t: &Tmpl,
+        header: &Value,
+        rows: &[Value],
+    ) -> Result<String, TemplateError> {
         let mut out = String::new();
         if self.table {
             let h = t.render(header)?;
@@ -354,8 +389,20 @@ fn go_float(f: f64) -> String {
     }
 }
 
-/// Converts JSON (as the API returns it) into a template value.
+/// Converts JSON (as the API returns it) into a template value. Objects that stand
+/// for Go structs become `Object`s, where a missing field is an error as in docker's
+/// templates; Go maps (Labels, ...) become `Map`s, where a missing key is no value.
 pub fn from_json(v: &serde_json::Value) -> Value {
+    from_json_field(v, None)
+}
+
+fn is_struct_like(field: Option<&str>, o: &serde_json::Map<String, serde_json::Value>) -> bool {
+    !field.is_some_and(|f| MAP_FIELDS.contains(&f))
+        && o.keys()
+            .all(|k| k.starts_with(|c: char| c.is_ascii_uppercase()))
+}
+
+fn from_json_field(v: &serde_json::Value, field: Option<&str>) -> Value {
     match v {
         serde_json::Value::Null => Value::Nil,
         serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -370,11 +417,25 @@ pub fn from_json(v: &serde_json::Value) -> Value {
         }
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Map(
-            o.iter()
-                .map(|(k, v)| (k.clone(), from_json(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
+        serde_json::Value::Object(o) => {
+            let m = o
+                .iter()
+                .map(|(k, v)| (k.clone(), from_json_field(v, Some(k))))
+                .collect::<HashMap<_, _>>();
+            // An empty object is a Go map as often as a struct; a map is lenient.
+            if !o.is_empty() && is_struct_like(field, o) {
+                Value::Object(m)
+            } else {
+                Value::Map(m)
+            }
+        }
+    }
+}
+
+/// Adds a field to an object or map value (our helper keys, aliases).
+pub fn insert_field(v: &mut Value, key: &str, val: Value) {
+    if let Value::Object(m) | Value::Map(m) = v {
+        m.insert(key.to_string(), val);
     }
 }
 
@@ -408,7 +469,7 @@ pub fn to_json(v: &Value) -> serde_json::Value {
 
 /// A string-keyed map value, for building contexts.
 pub fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Map(
+    Value::Object(
         fields
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -651,6 +712,55 @@ fn gofmt_fn(args: &[Value]) -> Result<Value, FuncError> {
     ))
 }
 
+/// Go's `index`: a missing map key gives the zero value (docker's maps hold strings).
+fn index(args: &[Value]) -> Result<Value, FuncError> {
+    let (col, keys) = match args.split_first() {
+        Some((c, k)) if !k.is_empty() => (c, k),
+        _ => return Err(FuncError::AtLeastXArgs("index".into(), 2)),
+    };
+    let mut cur = col.clone();
+    for k in keys {
+        cur = match (&cur, k) {
+            (Value::Array(a), Value::Number(n)) => {
+                let i = n.as_u64().unwrap_or(u64::MAX) as usize;
+                a.get(i)
+                    .cloned()
+                    .ok_or_else(|| FuncError::Generic(format!("index out of range: {n}")))?
+            }
+            (Value::Map(m) | Value::Object(m), Value::String(s)) => {
+                m.get(s).cloned().unwrap_or(Value::String(String::new()))
+            }
+            (Value::Nil, _) => Value::String(String::new()),
+            (c, k) => {
+                return Err(FuncError::Generic(format!(
+                    "can't index item of type {} with {}",
+                    go_print(c),
+                    go_print(k)
+                )))
+            }
+        };
+    }
+    Ok(cur)
+}
+
+/// Go's `len`, for maps too (gtmpl's refuses its own maps).
+fn len(args: &[Value]) -> Result<Value, FuncError> {
+    let n = match args {
+        [Value::String(s)] => s.len(),
+        [Value::Array(a)] => a.len(),
+        [Value::Map(m) | Value::Object(m)] => m.keys().filter(|k| !k.starts_with("__")).count(),
+        [Value::Nil] => 0,
+        [other] => {
+            return Err(FuncError::Generic(format!(
+                "len of type {}",
+                go_print(other)
+            )))
+        }
+        _ => return Err(FuncError::ExactlyXArgs("len".into(), 1)),
+    };
+    Ok(Value::from(n as u64))
+}
+
 fn rangeable(args: &[Value]) -> Result<Value, FuncError> {
     match args.last() {
         Some(Value::Nil) | Some(Value::NoValue) | None => Ok(Value::Array(Vec::new())),
@@ -661,14 +771,15 @@ fn rangeable(args: &[Value]) -> Result<Value, FuncError> {
 /// `.Label "k"` on a ps context: the label's value, or "".
 fn label_fn(args: &[Value]) -> Result<Value, FuncError> {
     let key = arg_str(args, 1, "Label")?;
-    if let Some(Value::Map(m)) = args.first() {
-        if let Some(Value::Map(labels)) = m.get("__labels") {
+    if let Some(Value::Map(m) | Value::Object(m)) = args.first() {
+        if let Some(Value::Map(labels) | Value::Object(labels)) = m.get("__labels") {
             if let Some(v) = labels.get(&key) {
                 return Ok(v.clone());
             }
         }
-        if let Some(Value::String(h)) = m.get("__header_label") {
-            return Ok(Value::String(h.clone()));
+        // In the header row docker titles a `.Label "k"` column with the key itself.
+        if m.contains_key("__header_label") {
+            return Ok(Value::String(key));
         }
     }
     Ok(Value::String(String::new()))
@@ -792,7 +903,7 @@ mod tests {
     #[test]
     fn label_method_and_table() {
         let mut row = from_json(&serde_json::json!({"ID": "abc", "Names": "web"}));
-        if let Value::Map(m) = &mut row {
+        if let Value::Map(m) | Value::Object(m) = &mut row {
             m.insert(
                 "__labels".into(),
                 from_json(&serde_json::json!({"app": "x"})),
@@ -816,6 +927,27 @@ mod tests {
         let f = Format::new(Some("table"), "table {{.ID}}");
         assert!(f.table);
         assert_eq!(f.body, "{{.ID}}");
+    }
+
+    #[test]
+    fn missing_fields_error_but_missing_map_keys_do_not() {
+        let v = serde_json::json!({"Config": {"Labels": {"a": "1"}, "Cmd": ["x"]}});
+        assert_eq!(
+            render("x\n {{.Nope}}", v.clone()),
+            "ERR template: :2:3: executing \"\" at <.Nope>: map has no entry for key \"Nope\""
+        );
+        assert_eq!(
+            render(
+                "{{index .Config.Labels \"b\"}}|{{index .Config.Cmd 0}}",
+                v.clone()
+            ),
+            "|x"
+        );
+        assert_eq!(render("{{.Config.Labels.b}}", v.clone()), "<no value>");
+        assert_eq!(
+            render("{{len .Config.Labels}} {{len .Config.Cmd}}", v),
+            "1 1"
+        );
     }
 
     #[test]

@@ -68,7 +68,10 @@ pub async fn inspect(c: &Client, a: InspectArgs, forced: Option<&str>) -> CliRes
                 tmpl::record_key_order(raw);
                 let v: serde_json::Value = serde_json::from_slice(raw)
                     .map_err(|e| CliError::new(1, format!("error decoding response: {e}")))?;
-                out.push_str(&t.render(&tmpl::from_json(&v))?);
+                let r = t
+                    .render(&tmpl::from_json(&v))
+                    .map_err(|e| CliError::new(1, format!("template parsing error: {}", e.0)))?;
+                out.push_str(&r);
                 out.push('\n');
             }
             print!("{out}");

@@ -194,10 +194,9 @@ pub fn row(c: &J, trunc: bool) -> Value {
         ("Mounts", Value::from(mounts.join(","))),
         ("Networks", Value::from(networks.join(","))),
         ("LocalVolumes", Value::from(local_volumes.to_string())),
+        ("Platform", Value::Nil),
     ]);
-    if let Value::Map(m) = &mut v {
-        m.insert("__labels".into(), tmpl::from_json(&c["Labels"]));
-    }
+    tmpl::insert_field(&mut v, "__labels", tmpl::from_json(&c["Labels"]));
     v
 }
 
@@ -217,13 +216,17 @@ pub fn header() -> Value {
         ("Mounts", Value::from("MOUNTS")),
         ("Networks", Value::from("NETWORKS")),
         ("LocalVolumes", Value::from("LOCAL VOLUMES")),
+        ("Platform", Value::from("PLATFORM")),
         ("__header_label", Value::from("LABEL")),
     ])
 }
 
 pub async fn ps(c: &Client, a: PsArgs) -> CliResult<()> {
     let mut size = a.size;
-    if a.format.as_deref().is_some_and(|f| f.contains(".Size")) {
+    if a.format
+        .as_deref()
+        .is_some_and(|f| f.contains(".Size") || f.contains("{{json .}}"))
+    {
         // docker asks for sizes when the template uses them.
         size = true;
     }

@@ -58,13 +58,10 @@ pub async fn version(c: &Client, a: FormatArgs) -> CliResult<()> {
     if let Some(f) = &a.format {
         let t = Tmpl::parse(f)?;
         let mut server_v = server.as_ref().map(tmpl::from_json).unwrap_or(Value::Nil);
-        if let Value::Map(m) = &mut server_v {
-            // Go field names differ from the JSON keys for these two.
+        // Go's field name differs from the JSON key here.
+        if let Value::Map(m) | Value::Object(m) = &mut server_v {
             if let Some(v) = m.get("ApiVersion").cloned() {
                 m.insert("APIVersion".into(), v);
-            }
-            if let Some(v) = m.get("MinAPIVersion").cloned() {
-                m.insert("MinAPIVersion".into(), v);
             }
         }
         let ctx = object(vec![("Client", client_info()), ("Server", server_v)]);
@@ -303,9 +300,7 @@ pub async fn info(c: &Client, a: FormatArgs) -> CliResult<()> {
             .as_ref()
             .map(tmpl::from_json)
             .unwrap_or(Value::Map(Default::default()));
-        if let Value::Map(m) = &mut ctx {
-            m.insert("ClientInfo".into(), client_info());
-        }
+        tmpl::insert_field(&mut ctx, "ClientInfo", client_info());
         let out = t.render(&ctx)?;
         println!("{out}");
         return v.map(|_| ());
