@@ -1,5 +1,6 @@
 //! Daemon connection: host selection, the bollard client, a small raw HTTP client
-//! for what bollard reshapes (raw inspect JSON, repeated query params), and the
+//! for what bollard reshapes (raw inspect JSON, repeated query params, hijacked
+//! attach/exec streams, wait responses whose headers must arrive first), and the
 //! mapping of errors to docker's one-line messages and exit codes.
 
 use std::io;
