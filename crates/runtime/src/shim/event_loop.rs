@@ -161,8 +161,6 @@ pub struct EventLoop {
     clients: Vec<Client>,
     buf: Vec<u8>,
     log_failed: bool,
-    /// Size asked for before the PTY existed (a TTY exec before start).
-    pending_winsize: Option<(u16, u16)>,
     /// Log data written since the last flush (the writer buffers; `docker logs -f` readers
     /// only see what was flushed).
     log_dirty: bool,
@@ -185,7 +183,6 @@ impl EventLoop {
             buf: vec![0; READ_CHUNK],
             log_failed: false,
             log_dirty: false,
-            pending_winsize: None,
         }
     }
 
@@ -793,9 +790,6 @@ impl EventLoop {
         match self.proc.start() {
             Ok(pid) => {
                 self.status = Status::Running;
-                if let Some((h, w)) = self.pending_winsize.take() {
-                    let _ = self.resize(h, w);
-                }
                 self.write_stdin();
                 Response {
                     pid: Some(pid as u32),
@@ -806,7 +800,9 @@ impl EventLoop {
                 if self.proc.is_exec() {
                     // The exec never ran: record it as failed so waiters and the daemon see
                     // an exit code, as Docker (126 cannot execute, 127 not found).
-                    let code = if e.contains("not found") || e.contains("No such file") {
+                    let code = if e.contains("executable file not found")
+                        || e.contains("no such file or directory")
+                    {
                         127
                     } else {
                         126
@@ -864,7 +860,8 @@ impl EventLoop {
     fn resize(&mut self, height: u16, width: u16) -> Response {
         let Some(pty) = &self.proc.io.pty else {
             if self.proc.tty && self.status == Status::Created {
-                self.pending_winsize = Some((height, width));
+                // A TTY exec before start: its PTY appears only once the program runs.
+                self.proc.set_console_size(height, width);
             }
             // Without a terminal there is nothing to resize (a no-op, not an error).
             return Response::ok();

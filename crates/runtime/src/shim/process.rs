@@ -99,7 +99,7 @@ pub fn create(args: CreateArgs) -> Result<Proc> {
             if let Ok(mut c) = Container::load(args.state_root.join(&args.id)) {
                 let _ = c.delete(true);
             }
-            return Err(anyhow!(error_chain(&e)));
+            return Err(anyhow!(user_message(error_chain(&e))));
         }
     };
     let mut host = host;
@@ -206,12 +206,34 @@ impl Proc {
                     let _ = std::fs::remove_file(path);
                     pty
                 });
-                let pid = built.map_err(|e| error_chain(&e))?.as_raw();
+                let pid = built.map_err(|e| user_message(error_chain(&e)))?.as_raw();
                 if let Some(pty) = pty {
                     self.io.pty = Some(pty.ok_or_else(|| "no pty from exec".to_string())?);
                 }
                 self.pid = Some(pid);
                 Ok(pid)
+            }
+        }
+    }
+
+    /// Records the terminal size of an exec that has no PTY yet: the exec's executor applies
+    /// it before the program runs.
+    pub fn set_console_size(&mut self, height: u16, width: u16) {
+        if let Target::Exec { args, .. } = &mut self.target {
+            let size = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(height))
+                .width(u64::from(width))
+                .build()
+                .ok();
+            args.process.set_console_size(size);
+            args.process.set_terminal(Some(self.tty));
+            match serde_json::to_vec(&args.process) {
+                Ok(json) => {
+                    if let Err(e) = std::fs::write(args.dir.join(PROCESS_JSON), json) {
+                        eprintln!("berth-shim: rewriting process.json: {e}");
+                    }
+                }
+                Err(e) => eprintln!("berth-shim: process.json: {e}"),
             }
         }
     }
@@ -301,11 +323,92 @@ impl Executor for ShimExecutor {
                 let _ = unsafe { signal(sig, SigHandler::SigDfl) };
             }
         }
+        // libcontainer ignores process.consoleSize; apply it here, on the terminal that is
+        // our stdin by now, so the program sees its size from its first instruction.
+        if let Some(p) = spec.process() {
+            if let (Some(true), Some(size)) = (p.terminal(), p.console_size()) {
+                let ws = libc::winsize {
+                    ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+                    ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+                unsafe { libc::ioctl(0, libc::TIOCSWINSZ, &ws) };
+            }
+        }
         DefaultExecutor {}.exec(spec)
     }
 
+    /// Finds the executable as runc does and fails with runc's wording: Docker's CLI picks
+    /// its exit code (127 / 126) by matching these texts.
     fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
+        let process = spec.process().as_ref();
+        let args = process.and_then(|p| p.args().as_ref());
+        let Some(name) = args.and_then(|a| a.first()) else {
+            return Err(ExecutorValidationError::ArgValidationError(
+                "args must not be empty".into(),
+            ));
+        };
+        let path_var = process
+            .and_then(|p| p.env().as_ref())
+            .and_then(|env| env.iter().find_map(|e| e.strip_prefix("PATH=")))
+            .unwrap_or("");
+        check_executable(name, path_var).map_err(ExecutorValidationError::ArgValidationError)
+    }
+}
+
+/// runc's lookup: a name with a slash is used as is, others are searched in PATH.
+fn check_executable(name: &str, path_var: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = if name.contains('/') {
+        let p = PathBuf::from(name);
+        if let Err(e) = std::fs::metadata(&p) {
+            let e = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT));
+            return Err(format!(
+                "exec: \"{name}\": stat {name}: {}",
+                e.desc().to_lowercase()
+            ));
+        }
+        p
+    } else {
+        let found = path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(name))
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            });
+        match found {
+            Some(p) => p,
+            None => {
+                return Err(format!(
+                    "exec: \"{name}\": executable file not found in $PATH"
+                ))
+            }
+        }
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Err(format!("exec: \"{name}\": is a directory")),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Err(format!("exec: \"{name}\": permission denied"))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("exec: \"{name}\": {e}")),
+    }
+}
+
+/// libcontainer wraps the init's error in its own layers ("failed to create container: exec
+/// process failed with error error in executing process : ..."); show what runc would.
+pub fn user_message(chain: String) -> String {
+    const MARK: &str = "error in executing process : ";
+    match chain.find(MARK) {
+        Some(i) => format!(
+            "unable to start container process: {}",
+            &chain[i + MARK.len()..]
+        ),
+        None => chain,
     }
 }
 
@@ -426,6 +529,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executable_checks_use_runcs_words() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().display().to_string();
+        let exe = tmp.path().join("run");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        assert_eq!(check_executable("run", &dir), Ok(()));
+        assert_eq!(check_executable(&exe.display().to_string(), ""), Ok(()));
+        assert_eq!(
+            check_executable("nope", &dir),
+            Err("exec: \"nope\": executable file not found in $PATH".into())
+        );
+        assert_eq!(
+            check_executable("/no/such", &dir),
+            Err("exec: \"/no/such\": stat /no/such: no such file or directory".into())
+        );
+        let p = plain.display().to_string();
+        assert_eq!(
+            check_executable(&p, ""),
+            Err(format!("exec: \"{p}\": permission denied"))
+        );
+        assert_eq!(
+            check_executable(&dir, ""),
+            Err(format!("exec: \"{dir}\": is a directory"))
+        );
+        assert_eq!(
+            user_message("failed: x error in executing process : exec: \"a\": boom".into()),
+            "unable to start container process: exec: \"a\": boom"
+        );
+    }
 
     #[test]
     fn parses_oom_kill_v1_and_v2() {
