@@ -6,8 +6,8 @@ use hyper::Method;
 
 use super::{confirm, filters_json, for_each};
 use crate::args::{
-    ContainerPruneArgs, KillArgs, LogsArgs, NamesArgs, RenameArgs, RestartArgs, RmArgs, StopArgs,
-    TopArgs,
+    CommitArgs, ContainerPruneArgs, DiffArgs, ExportArgs, KillArgs, LogsArgs, NamesArgs, PortArgs,
+    RenameArgs, RestartArgs, RmArgs, StopArgs, TopArgs,
 };
 use crate::client::{daemon_error, q, CliError, CliResult, Client};
 use crate::units;
@@ -255,4 +255,164 @@ pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// "host:port" as Go's net.JoinHostPort writes it.
+fn join_host_port(ip: &str, port: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// `port`: the published ports from inspect, as "80/tcp -> 0.0.0.0:8080".
+pub fn port_lines(
+    inspect: &serde_json::Value,
+    wanted: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let ports = inspect["NetworkSettings"]["Ports"].as_object();
+    let bindings = |key: &str| -> Vec<String> {
+        ports
+            .and_then(|p| p.get(key))
+            .and_then(|b| b.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|b| {
+                        join_host_port(
+                            b["HostIp"].as_str().unwrap_or_default(),
+                            b["HostPort"].as_str().unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Some(w) = wanted {
+        let key = if w.contains('/') {
+            w.to_string()
+        } else {
+            format!("{w}/tcp")
+        };
+        let out = bindings(&key);
+        if out.is_empty() {
+            let name = inspect["Name"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/');
+            return Err(format!(
+                "Error: No public port '{key}' published for {name}"
+            ));
+        }
+        return Ok(out);
+    }
+    let mut keys: Vec<&String> = ports.map(|p| p.keys().collect()).unwrap_or_default();
+    // Numeric port order, then protocol, as docker sorts them.
+    keys.sort_by_key(|k| {
+        let (num, proto) = k.split_once('/').unwrap_or((k, ""));
+        (num.parse::<u32>().unwrap_or(0), proto.to_string())
+    });
+    let mut out = Vec::new();
+    for k in keys {
+        for b in bindings(k) {
+            out.push(format!("{k} -> {b}"));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn port(c: &Client, a: PortArgs) -> CliResult<()> {
+    let v = c
+        .get_json(&format!("/containers/{}/json", q(&a.container)))
+        .await?;
+    let lines = port_lines(&v, a.port.as_deref()).map_err(|e| CliError::new(1, e))?;
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+pub async fn diff(c: &Client, a: DiffArgs) -> CliResult<()> {
+    let v = c
+        .get_json(&format!("/containers/{}/changes", q(&a.container)))
+        .await?;
+    let mut changes = v.as_array().cloned().unwrap_or_default();
+    // docker lists changes sorted by path.
+    changes.sort_by(|a, b| a["Path"].as_str().cmp(&b["Path"].as_str()));
+    for ch in changes {
+        let kind = match ch["Kind"].as_i64() {
+            Some(0) => "C",
+            Some(1) => "A",
+            Some(2) => "D",
+            _ => "?",
+        };
+        println!("{kind} {}", ch["Path"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub async fn export(c: &Client, a: ExportArgs) -> CliResult<()> {
+    let path = format!("/containers/{}/export", q(&a.container));
+    super::image::download(c, &path, a.output.as_deref(), "failed to export container").await
+}
+
+pub async fn commit(c: &Client, a: CommitArgs) -> CliResult<()> {
+    let mut path = format!(
+        "/commit?container={}&pause={}",
+        q(&a.container),
+        a.pause as u8
+    );
+    if let Some(r) = &a.reference {
+        let (repo, tag) = super::run::split_ref(r);
+        path.push_str(&format!("&repo={}", q(&repo)));
+        if !tag.is_empty() {
+            path.push_str(&format!("&tag={}", q(&tag)));
+        }
+    }
+    if let Some(m) = &a.message {
+        path.push_str(&format!("&comment={}", q(m)));
+    }
+    if let Some(au) = &a.author {
+        path.push_str(&format!("&author={}", q(au)));
+    }
+    for ch in &a.change {
+        path.push_str(&format!("&changes={}", q(ch)));
+    }
+    let (status, body) = c.raw(Method::POST, &path, None, None).await?;
+    if !status.is_success() {
+        return Err(daemon_error(status, &body));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_listing_like_docker() {
+        let v = serde_json::json!({"Name": "/web", "NetworkSettings": {"Ports": {
+            "443/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8443"}, {"HostIp": "::", "HostPort": "8443"}],
+            "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
+            "53/udp": null
+        }}});
+        assert_eq!(
+            port_lines(&v, None),
+            Ok(vec![
+                "80/tcp -> 127.0.0.1:8080".to_string(),
+                "443/tcp -> 0.0.0.0:8443".to_string(),
+                "443/tcp -> [::]:8443".to_string(),
+            ])
+        );
+        assert_eq!(
+            port_lines(&v, Some("80")),
+            Ok(vec!["127.0.0.1:8080".to_string()])
+        );
+        assert_eq!(
+            port_lines(&v, Some("53/udp")),
+            Err("Error: No public port '53/udp' published for web".to_string())
+        );
+    }
 }

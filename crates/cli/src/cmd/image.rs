@@ -293,15 +293,20 @@ pub async fn load(c: &Client, a: LoadArgs) -> CliResult<()> {
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> CliResult<()> {
-    if a.output.is_none() && crate::stream::stdout_is_tty() {
+    let names: Vec<String> = a.images.iter().map(|n| format!("names={}", q(n))).collect();
+    let path = format!("/images/get?{}", names.join("&"));
+    download(c, &path, a.output.as_deref(), "failed to save image").await
+}
+
+/// Streams a GET (an archive) to a file or to stdout, refusing a terminal like docker.
+pub async fn download(c: &Client, path: &str, output: Option<&str>, what: &str) -> CliResult<()> {
+    if output.is_none() && crate::stream::stdout_is_tty() {
         return Err(CliError::new(
             1,
             "cowardly refusing to save to a terminal. Use the -o flag or redirect",
         ));
     }
-    let names: Vec<String> = a.images.iter().map(|n| format!("names={}", q(n))).collect();
-    let path = format!("/images/get?{}", names.join("&"));
-    let resp = c.raw_stream(Method::GET, &path, None, None).await?;
+    let resp = c.raw_stream(Method::GET, path, None, None).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
@@ -314,7 +319,7 @@ pub async fn save(c: &Client, a: SaveArgs) -> CliResult<()> {
     }
     // Write to a temp file next to the target and rename, so a failed save leaves no
     // truncated archive behind.
-    let (mut out, tmp): (Box<dyn Write>, Option<(String, String)>) = match &a.output {
+    let (mut out, tmp): (Box<dyn Write>, Option<(String, String)>) = match output {
         Some(path) => {
             let tmp = format!("{path}.berth-tmp-{}", std::process::id());
             // 0600 like docker's temp-file-and-rename save.
@@ -324,17 +329,19 @@ pub async fn save(c: &Client, a: SaveArgs) -> CliResult<()> {
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
-                .map_err(|e| CliError::new(1, format!("failed to save image: {e}")))?;
+                .map_err(|e| {
+                    CliError::new(1, format!("{what}: {}", units::go_open_error(path, &e)))
+                })?;
             (
                 Box::new(std::io::BufWriter::new(f)),
-                Some((tmp, path.clone())),
+                Some((tmp, path.to_string())),
             )
         }
         None => (Box::new(std::io::stdout().lock()), None),
     };
     let result: CliResult<()> = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| CliError::new(1, format!("error reading image: {e}")))?;
+            let frame = frame.map_err(|e| CliError::new(1, format!("{what}: {e}")))?;
             if let Ok(d) = frame.into_data() {
                 out.write_all(&d)?;
             }
@@ -346,8 +353,7 @@ pub async fn save(c: &Client, a: SaveArgs) -> CliResult<()> {
     drop(out);
     if let Some((tmp, path)) = tmp {
         if result.is_ok() {
-            std::fs::rename(&tmp, &path)
-                .map_err(|e| CliError::new(1, format!("failed to save image: {e}")))?;
+            std::fs::rename(&tmp, &path).map_err(|e| CliError::new(1, format!("{what}: {e}")))?;
         } else {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -41,6 +41,10 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::History(a) => image::history(c, a).await,
         C::Version(a) => system::version(c, a).await,
         C::Info(a) => system::info(c, a).await,
+        C::Port(a) => container::port(c, a).await,
+        C::Diff(a) => container::diff(c, a).await,
+        C::Export(a) => container::export(c, a).await,
+        C::Commit(a) => container::commit(c, a).await,
         C::Container(sub) => container_cmd(c, sub).await,
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
@@ -68,6 +72,10 @@ async fn container_cmd(c: &Client, cmd: ContainerCommand) -> CliResult<()> {
         C::Top(a) => container::top(c, a).await,
         C::Unpause(a) => container::pause(c, a, false).await,
         C::Wait(a) => container::wait(c, a).await,
+        C::Port(a) => container::port(c, a).await,
+        C::Diff(a) => container::diff(c, a).await,
+        C::Export(a) => container::export(c, a).await,
+        C::Commit(a) => container::commit(c, a).await,
     }
 }
 
