@@ -307,6 +307,9 @@ pub fn build(
         }
     });
 
+    // `-v /data` is an anonymous volume (Config.Volumes); `-v src:dst[:opts]` a bind.
+    let (binds, anonymous): (Vec<String>, Vec<String>) =
+        o.volume.iter().cloned().partition(|v| v.contains(':'));
     let host_config = HostConfig {
         auto_remove: Some(o.rm),
         memory,
@@ -328,7 +331,7 @@ pub fn build(
         shm_size,
         sysctls: (!sysctls.is_empty()).then_some(sysctls),
         restart_policy: Some(restart),
-        binds: (!o.volume.is_empty()).then(|| o.volume.clone()),
+        binds: (!binds.is_empty()).then_some(binds),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
@@ -344,6 +347,7 @@ pub fn build(
         attach_stdout: Some(attach_stdout),
         attach_stderr: Some(attach_stderr),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        volumes: (!anonymous.is_empty()).then_some(anonymous),
         tty: Some(o.tty),
         open_stdin: Some(o.interactive),
         stdin_once: Some(attach_stdin),
@@ -458,6 +462,7 @@ mod tests {
             cpus: Some("0.5".into()),
             restart: "no".into(),
             network: Some("none".into()),
+            volume: vec!["/data".into(), "/src:/dst:ro".into()],
             ..Default::default()
         };
         let p = build(&o, "busybox", &["sh".into()], false).map_err(|e| e.to_string());
@@ -469,6 +474,7 @@ mod tests {
         assert_eq!(b.open_stdin, Some(true));
         assert_eq!(b.stdin_once, Some(true));
         assert_eq!(b.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(b.volumes, Some(vec!["/data".to_string()]));
         let labels = b.labels.unwrap_or_default();
         assert_eq!(labels.get("flag").map(String::as_str), Some(""));
         let hc = b.host_config.unwrap_or_default();
@@ -477,6 +483,7 @@ mod tests {
         assert_eq!(hc.nano_cpus, Some(500_000_000));
         assert_eq!(hc.auto_remove, Some(true));
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(hc.binds, Some(vec!["/src:/dst:ro".to_string()]));
 
         let o = ContainerOpts {
             restart: "always".into(),
