@@ -7,6 +7,7 @@ mod image;
 mod inspect;
 mod ps;
 mod run;
+mod stats;
 mod system;
 
 use crate::args::{Command, ContainerCommand, ImageCommand, SystemCommand};
@@ -45,6 +46,7 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Diff(a) => container::diff(c, a).await,
         C::Export(a) => container::export(c, a).await,
         C::Commit(a) => container::commit(c, a).await,
+        C::Stats(a) => stats::stats(c, a).await,
         C::Container(sub) => container_cmd(c, sub).await,
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
@@ -76,6 +78,7 @@ async fn container_cmd(c: &Client, cmd: ContainerCommand) -> CliResult<()> {
         C::Diff(a) => container::diff(c, a).await,
         C::Export(a) => container::export(c, a).await,
         C::Commit(a) => container::commit(c, a).await,
+        C::Stats(a) => stats::stats(c, a).await,
     }
 }
 
