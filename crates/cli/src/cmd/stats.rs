@@ -151,7 +151,8 @@ pub async fn stats(c: &Client, a: StatsArgs) -> CliResult<()> {
     let fmt = Format::new(a.format.as_deref(), DEFAULT_TABLE);
     let is_tty = crate::stream::stdout_is_tty();
     loop {
-        // Samples are taken one after the other; each takes the daemon about a second.
+        // Samples are taken one after the other; each takes dockerd about a second.
+        let started = tokio::time::Instant::now();
         let mut rows = Vec::new();
         for n in &names {
             match sample(c, n).await {
@@ -173,6 +174,8 @@ pub async fn stats(c: &Client, a: StatsArgs) -> CliResult<()> {
         if a.no_stream {
             return Ok(());
         }
+        // Refresh at most once a second, whatever the daemon's sampling takes.
+        tokio::time::sleep_until(started + std::time::Duration::from_secs(1)).await;
     }
 }
 
