@@ -90,6 +90,8 @@ pub enum Command {
     Commit(CommitArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -184,6 +186,8 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Display system-wide information
     Info(FormatArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
 }
 
 /// Flags shared by `run` and `create`.
@@ -734,6 +738,22 @@ pub struct StatsArgs {
     pub format: Option<String>,
     #[arg(value_name = "CONTAINER")]
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -47,9 +47,11 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Export(a) => container::export(c, a).await,
         C::Commit(a) => container::commit(c, a).await,
         C::Stats(a) => stats::stats(c, a).await,
+        C::Events(a) => system::events(c, a).await,
         C::Container(sub) => container_cmd(c, sub).await,
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
+        C::System(SystemCommand::Events(a)) => system::events(c, a).await,
     }
 }
 

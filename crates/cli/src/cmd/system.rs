@@ -320,6 +320,116 @@ pub async fn info(c: &Client, a: FormatArgs) -> CliResult<()> {
     }
 }
 
+/// docker's default event line: time, type, action, actor and sorted attributes.
+pub fn event_line(e: &J) -> String {
+    let mut out = String::new();
+    let nanos = e["timeNano"].as_i64().unwrap_or(0);
+    let secs = e["time"].as_i64().unwrap_or(0);
+    use chrono::TimeZone;
+    let t = if nanos != 0 {
+        Some(chrono::Local.timestamp_nanos(nanos))
+    } else {
+        chrono::Local.timestamp_opt(secs, 0).single()
+    };
+    if let Some(t) = t.filter(|_| nanos != 0 || secs != 0) {
+        // jsonmessage.RFC3339NanoFixed: always nine digits.
+        out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+        out.push(' ');
+    }
+    out.push_str(&format!(
+        "{} {} {}",
+        s(&e["Type"]),
+        s(&e["Action"]),
+        s(&e["Actor"]["ID"])
+    ));
+    if let Some(attrs) = e["Actor"]["Attributes"]
+        .as_object()
+        .filter(|a| !a.is_empty())
+    {
+        let mut kv: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+        kv.sort();
+        out.push_str(&format!(" ({})", kv.join(", ")));
+    }
+    out
+}
+
+pub async fn events(c: &Client, a: crate::args::EventsArgs) -> CliResult<()> {
+    use http_body_util::BodyExt;
+    let now = chrono::Utc::now().timestamp();
+    let mut path = "/events?".to_string();
+    for (k, v) in [("since", &a.since), ("until", &a.until)] {
+        if let Some(v) = v {
+            let t =
+                units::parse_timestamp(v, now).map_err(|e| crate::client::CliError::new(1, e))?;
+            path.push_str(&format!("{k}={t}&"));
+        }
+    }
+    if let Some(f) = super::filters_json(&a.filter)? {
+        path.push_str(&format!("filters={}", crate::client::q(&f)));
+    }
+    let json_only = matches!(a.format.as_deref(), Some("json" | "{{json .}}"));
+    let format = a
+        .format
+        .as_deref()
+        .map(|f| if f == "json" { "{{json .}}" } else { f });
+    let t = format.map(Tmpl::parse).transpose()?;
+    let resp = c.raw_stream(hyper::Method::GET, &path, None, None).await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let b = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(crate::client::daemon_error(status, &b));
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| crate::client::CliError::new(1, e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        // Events arrive as concatenated JSON objects; print each complete one.
+        let mut consumed = 0;
+        let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<J>();
+        while let Some(Ok(ev)) = it.next() {
+            let raw = &buf[consumed..it.byte_offset()];
+            consumed = it.byte_offset();
+            let line = match &t {
+                // docker re-marshals the event as received: print the daemon's bytes.
+                Some(_) if json_only => String::from_utf8_lossy(raw).trim().to_string(),
+                Some(t) => {
+                    let mut v = tmpl::from_json(&ev);
+                    // Go field names of the Message type, next to the JSON keys.
+                    for (go, json) in [
+                        ("Status", "status"),
+                        ("ID", "id"),
+                        ("From", "from"),
+                        ("Scope", "scope"),
+                        ("Time", "time"),
+                        ("TimeNano", "timeNano"),
+                    ] {
+                        // Absent (omitempty) fields are Go's zero values.
+                        let val = match &ev[json] {
+                            J::Null if go.starts_with("Time") => Value::from(0),
+                            J::Null => Value::from(""),
+                            x => tmpl::from_json(x),
+                        };
+                        tmpl::insert_field(&mut v, go, val);
+                    }
+                    t.render(&v)?
+                }
+                None => event_line(&ev),
+            };
+            println!("{line}");
+        }
+        buf.drain(..consumed);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +445,21 @@ mod tests {
         );
         assert!(out.contains(" Total Memory: 4GiB\n"));
         assert!(out.contains(" Storage Driver: overlay2\n"));
+    }
+
+    #[test]
+    fn event_lines_like_docker() {
+        let e = serde_json::json!({"Type": "container", "Action": "start",
+            "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}},
+            "time": 1_700_000_000, "timeNano": 1_700_000_000_123_456_789i64});
+        let line = event_line(&e);
+        assert!(
+            line.ends_with(" container start abc (image=busybox, name=web)"),
+            "{line}"
+        );
+        assert!(line.contains(":20.123456789"), "{line}");
+        let e = serde_json::json!({"Type": "image", "Action": "tag", "Actor": {"ID": "sha256:x"}});
+        assert_eq!(event_line(&e), "image tag sha256:x");
     }
 
     #[test]
