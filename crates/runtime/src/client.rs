@@ -240,11 +240,24 @@ impl ShimClient {
             .ok_or_else(|| RuntimeError::Shim("start: no pid in answer".into()))
     }
 
+    /// The process's state. Once the shim is gone (or going), answers "exited" from exit.json.
     pub async fn state(&self) -> Result<ShimState> {
-        self.simple(Request::State)
-            .await?
-            .state
-            .ok_or_else(|| RuntimeError::Shim("state: no state in answer".into()))
+        match self.simple(Request::State).await {
+            Ok(resp) => resp
+                .state
+                .ok_or_else(|| RuntimeError::Shim("state: no state in answer".into())),
+            Err(e @ (RuntimeError::Io(_) | RuntimeError::Shim(_) | RuntimeError::Conflict(_))) => {
+                match proto::read_exit_status(&self.dir) {
+                    Some(exit) => Ok(ShimState {
+                        pid: 0,
+                        status: "exited".into(),
+                        exit: Some(exit),
+                    }),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Blocks until the process exits. When the shim is already gone, answers from exit.json;

@@ -236,6 +236,8 @@ async fn echo_is_logged_and_exits_zero() {
     shim_gone(shim_pid).await;
     // Shim gone: a fresh client still gets the status from exit.json.
     assert_eq!(ShimClient::new(&f.dir).wait().await.unwrap(), exit);
+    let st = ShimClient::new(&f.dir).state().await.unwrap();
+    assert_eq!((st.status.as_str(), st.exit), ("exited", Some(exit)));
     assert_cleaned(&f);
 }
 
@@ -581,6 +583,85 @@ async fn a_stuck_attach_client_is_dropped_not_waited_for() {
     // The log has all of it.
     let logged = f.log().lines().count();
     assert_eq!(logged, 4_000_000 / 41 + 1);
+    shim_gone(shim_pid).await;
+    assert_cleaned(&f);
+}
+
+/// Run by `shim_outlives_a_spawner_killed_with_sigkill` in a child process: spawns and starts
+/// the shim described by the environment, says so, then waits to be killed like a daemon.
+#[test]
+#[ignore = "helper process, run by shim_outlives_a_spawner_killed_with_sigkill"]
+fn spawner_helper_process() {
+    let Some(dir) = std::env::var_os("BERTH_TEST_SPAWN_DIR") else {
+        return;
+    };
+    let var = |k: &str| PathBuf::from(std::env::var_os(k).unwrap());
+    let cfg = ShimConfig {
+        id: std::env::var("BERTH_TEST_SPAWN_ID").unwrap(),
+        bundle: var("BERTH_TEST_SPAWN_BUNDLE"),
+        dir: PathBuf::from(dir),
+        state_root: var("BERTH_TEST_SPAWN_STATE"),
+        log_path: var("BERTH_TEST_SPAWN_LOG"),
+        log_max_size: None,
+        log_max_files: 1,
+        tty: false,
+        open_stdin: false,
+        stdin_once: false,
+        shim_binary: shim_binary(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let shim = client::spawn(&cfg).await.unwrap();
+        shim.start().await.unwrap();
+    });
+    println!("SPAWNED");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[tokio::test]
+async fn shim_outlives_a_spawner_killed_with_sigkill() {
+    if !can_run() {
+        return;
+    }
+    use tokio::io::AsyncBufReadExt;
+    let f = Fixture::new(&["sleep", "1000"], false);
+    let cfg = f.config(false, false);
+    let mut helper = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "spawner_helper_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("BERTH_TEST_SPAWN_DIR", &cfg.dir)
+        .env("BERTH_TEST_SPAWN_ID", &cfg.id)
+        .env("BERTH_TEST_SPAWN_BUNDLE", &cfg.bundle)
+        .env("BERTH_TEST_SPAWN_STATE", &cfg.state_root)
+        .env("BERTH_TEST_SPAWN_LOG", &cfg.log_path)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(helper.stdout.take().unwrap()).lines();
+    let mut spawned = false;
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if l.contains("SPAWNED") {
+            spawned = true;
+            break;
+        }
+    }
+    assert!(spawned, "helper did not spawn the shim");
+    helper.start_kill().unwrap();
+    helper.wait().await.unwrap();
+
+    // The "daemon" is dead; a new one reconnects by directory.
+    let shim = ShimClient::new(&f.dir);
+    let shim_pid = shim.shim_pid();
+    assert_eq!(shim.state().await.unwrap().status, "running");
+    shim.kill(9).await.unwrap();
+    assert_eq!(shim.wait().await.unwrap().exit_code, 137);
     shim_gone(shim_pid).await;
     assert_cleaned(&f);
 }
