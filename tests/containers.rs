@@ -414,3 +414,83 @@ fn tty() {
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert_eq!(o.status.code(), Some(5), "{out}");
 }
+
+#[test]
+fn tty_detach_keys_and_reattach() {
+    let d = Daemon::start();
+    d.busybox();
+    // ctrl-p ctrl-q detaches the client and leaves the shell running.
+    let cmd = format!(
+        "{} -H {} run -it --name shell busybox sh",
+        berth_tests::bin("berth").display(),
+        d.host()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    {
+        use std::io::Write;
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(b"echo marker-$((40+2))\n").unwrap();
+        d.eventually("the shell ran the command", || {
+            d.berth(&["logs", "shell"])
+                .stdout
+                .windows(9)
+                .any(|w| w == b"marker-42")
+        });
+        si.write_all(&[0x10, 0x11]).unwrap();
+        let st = child.wait().unwrap();
+        assert!(st.success(), "detach should exit 0: {st}");
+    }
+    assert_eq!(d.field("shell", "{{.State.Running}}"), "true");
+    assert_eq!(d.ok(&["exec", "shell", "echo", "alive"]), "alive");
+}
+
+#[test]
+fn commit_diff_export() {
+    let d = Daemon::start();
+    d.busybox();
+    d.ok(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /newfile; rm /bin/ls",
+    ]);
+    let diff = d.ok(&["diff", "src"]);
+    assert!(diff.contains("A /newfile"), "{diff}");
+    assert!(diff.contains("D /bin/ls"), "{diff}");
+    let id = d.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/newfile\"]",
+        "-m",
+        "msg",
+        "src",
+        "committed:1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(d.ok(&["run", "--rm", "committed:1"]), "data");
+    let o = d.berth(&["run", "--rm", "committed:1", "ls"]);
+    assert!(!o.status.success(), "the deletion was committed too");
+    let o = d.berth(&["export", "src"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "newfile"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.trim_start_matches("./") == "bin/ls"));
+}

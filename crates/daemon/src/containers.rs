@@ -1024,6 +1024,33 @@ impl State {
         Ok(rx)
     }
 
+    /// POST /commit, pausing a running container while its upper dir is archived.
+    pub async fn commit_container(
+        &self,
+        c: &Arc<Ctr>,
+        pause: bool,
+        opts: berth_image::CommitOptions,
+    ) -> Result<String, Error> {
+        let _op = c.op.lock().await;
+        let rec = c.rec();
+        let client = ShimClient::new(&self.container_dir(&c.id));
+        let paused_here = pause && rec.state.running && !rec.state.paused;
+        if paused_here {
+            client.pause().await.map_err(Error::from)?;
+        }
+        let images = self.images.clone();
+        let image_id = rec.image_id.clone();
+        let dir = self.container_dir(&c.id);
+        let r = tokio::task::spawn_blocking(move || images.commit(&image_id, &dir, &opts))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))
+            .and_then(|r| r);
+        if paused_here {
+            let _ = client.resume().await;
+        }
+        r
+    }
+
     /// GET /containers/{id}/top
     pub async fn top(
         &self,

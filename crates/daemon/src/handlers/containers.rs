@@ -827,3 +827,92 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// POST /commit: a new image from a container's changes.
+pub async fn commit(
+    State(st): State<AppState>,
+    p: Params,
+    JsonBody(body): JsonBody<models::ContainerConfig>,
+) -> ApiResult<Response> {
+    let name = p.get("container").unwrap_or("").to_string();
+    let c = st.lookup(&name)?;
+    let repo = p.get("repo").unwrap_or("").to_string();
+    let tag = p.get("tag").unwrap_or("").to_string();
+    let repo_tag = match (repo.is_empty(), tag.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(repo),
+        (false, false) => Some(format!("{repo}:{tag}")),
+    };
+    let opts = berth_image::CommitOptions {
+        config: commit_config(&c.rec().config, &body),
+        changes: p.all("changes"),
+        author: p.get("author").filter(|a| !a.is_empty()).map(String::from),
+        comment: p.get("comment").filter(|a| !a.is_empty()).map(String::from),
+        created_by: None,
+        repo_tag,
+    };
+    let id = st.commit_container(&c, p.bool("pause", true), opts).await?;
+    Ok(json(StatusCode::CREATED, &serde_json::json!({"Id": id})))
+}
+
+/// The container's config as an image config, with the fields the caller set overriding.
+fn commit_config(c: &models::ContainerConfig, o: &models::ContainerConfig) -> models::ImageConfig {
+    fn pick<T: Clone>(over: &Option<T>, base: &Option<T>) -> Option<T> {
+        over.clone().or_else(|| base.clone())
+    }
+    models::ImageConfig {
+        user: pick(&o.user, &c.user),
+        env: pick(&o.env, &c.env),
+        cmd: pick(&o.cmd, &c.cmd),
+        entrypoint: pick(&o.entrypoint, &c.entrypoint),
+        working_dir: pick(&o.working_dir, &c.working_dir),
+        labels: pick(&o.labels, &c.labels),
+        exposed_ports: pick(&o.exposed_ports, &c.exposed_ports),
+        volumes: pick(&o.volumes, &c.volumes),
+        stop_signal: pick(&o.stop_signal, &c.stop_signal),
+        healthcheck: pick(&o.healthcheck, &c.healthcheck),
+        on_build: pick(&o.on_build, &c.on_build),
+        shell: pick(&o.shell, &c.shell),
+        ..Default::default()
+    }
+}
+
+/// GET /containers/{id}/changes
+pub async fn changes(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let images = st.images.clone();
+    let image_id = c.rec().image_id;
+    let dir = st.container_dir(&c.id);
+    let r = blocking(move || images.changes(&image_id, &dir)).await?;
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// GET /containers/{id}/export: the container's merged filesystem as a tar stream.
+pub async fn export(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = st.lookup(&id)?;
+    let rec = c.rec();
+    let dir = st.container_dir(&c.id);
+    let images = st.images.clone();
+    let image_id = rec.image_id.clone();
+    let running = rec.state.running;
+    let d2 = dir.clone();
+    // A stopped container's rootfs is mounted for the export and unmounted after.
+    let rootfs = blocking(move || images.mount_rootfs(&image_id, &d2)).await?;
+    let (r, w) = tokio::io::duplex(1 << 20);
+    tokio::task::spawn_blocking(move || {
+        let mut w = tokio_util::io::SyncIoBridge::new(w);
+        if let Err(e) = berth_image::ImageStore::export_rootfs(&rootfs, &mut w) {
+            tracing::warn!("export failed: {e}");
+        }
+        let _ = std::io::Write::flush(&mut w);
+        let _ = w.shutdown();
+        if !running {
+            let _ = berth_image::ImageStore::unmount_rootfs(&dir);
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(tokio_util::io::ReaderStream::new(r)))
+        .unwrap_or_default())
+}
