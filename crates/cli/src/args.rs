@@ -92,6 +92,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Get real time events from the server
     Events(EventsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -154,6 +156,8 @@ pub enum ContainerCommand {
     Commit(CommitArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -754,6 +758,20 @@ pub struct EventsArgs {
     /// Stream events until this timestamp
     #[arg(long)]
     pub until: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long = "follow-link", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub follow_link: bool,
+    /// Suppress progress output during copy
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub quiet: bool,
+    /// CONTAINER:SRC_PATH or SRC_PATH or -
+    pub src: String,
+    /// DEST_PATH or CONTAINER:DEST_PATH or -
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]
