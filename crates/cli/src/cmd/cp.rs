@@ -236,9 +236,8 @@ async fn to_container(c: &Client, src: &str, id: &str, dest: &str, follow: bool)
         return put(dest.to_string(), Bytes::from(data)).await;
     }
     let src_path = Path::new(src);
-    let src_meta = std::fs::symlink_metadata(src_path).map_err(|e| {
-        err(format!("{}", crate::units::go_open_error(src, &e)).replacen("open ", "lstat ", 1))
-    })?;
+    let src_meta = std::fs::symlink_metadata(src_path)
+        .map_err(|e| err(crate::units::go_open_error(src, &e).replacen("open ", "lstat ", 1)))?;
     let src_is_dir = src_meta.is_dir();
     let (dir, root) = match stat_in_container(c, id, dest).await? {
         Some((true, _)) => {
