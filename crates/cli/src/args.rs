@@ -94,6 +94,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -158,6 +160,8 @@ pub enum ContainerCommand {
     Stats(StatsArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(CpArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -772,6 +776,36 @@ pub struct CpArgs {
     pub src: String,
     /// DEST_PATH or CONTAINER:DEST_PATH or -
     pub dest: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
 }
 
 #[derive(Args, Debug)]

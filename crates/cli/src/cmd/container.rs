@@ -7,7 +7,7 @@ use hyper::Method;
 use super::{confirm, filters_json, for_each};
 use crate::args::{
     CommitArgs, ContainerPruneArgs, DiffArgs, ExportArgs, KillArgs, LogsArgs, NamesArgs, PortArgs,
-    RenameArgs, RestartArgs, RmArgs, StopArgs, TopArgs,
+    RenameArgs, RestartArgs, RmArgs, StopArgs, TopArgs, UpdateArgs,
 };
 use crate::client::{daemon_error, q, CliError, CliResult, Client};
 use crate::units;
@@ -387,9 +387,114 @@ pub async fn commit(c: &Client, a: CommitArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// The update body from `update`'s flags (only what was given is sent).
+pub fn update_body(a: &UpdateArgs) -> Result<serde_json::Value, String> {
+    let bytes = |v: &Option<String>, flag: &str| -> Result<Option<i64>, String> {
+        v.as_deref()
+            .map(|s| {
+                if s == "-1" {
+                    Ok(-1)
+                } else {
+                    units::ram_in_bytes(s)
+                        .map_err(|e| format!("invalid argument \"{s}\" for \"{flag}\" flag: {e}"))
+                }
+            })
+            .transpose()
+    };
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        m.insert(k.to_string(), v);
+    };
+    if let Some(v) = bytes(&a.memory, "-m, --memory")? {
+        put("Memory", v.into());
+    }
+    if let Some(v) = bytes(&a.memory_swap, "--memory-swap")? {
+        put("MemorySwap", v.into());
+    }
+    if let Some(v) = bytes(&a.memory_reservation, "--memory-reservation")? {
+        put("MemoryReservation", v.into());
+    }
+    if let Some(c) = &a.cpus {
+        put("NanoCpus", units::parse_cpus(c)?.into());
+    }
+    if let Some(v) = a.cpu_shares {
+        put("CpuShares", v.into());
+    }
+    if let Some(v) = &a.cpuset_cpus {
+        put("CpusetCpus", v.clone().into());
+    }
+    if let Some(v) = a.pids_limit {
+        put("PidsLimit", v.into());
+    }
+    if let Some(r) = &a.restart {
+        let p = crate::opts::parse_restart(r)?;
+        put(
+            "RestartPolicy",
+            serde_json::to_value(p).map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(serde_json::Value::Object(m))
+}
+
+pub async fn update(c: &Client, a: UpdateArgs) -> CliResult<()> {
+    let body = update_body(&a).map_err(|e| CliError::new(125, e))?;
+    if body.as_object().is_some_and(|m| m.is_empty()) {
+        return Err(CliError::new(
+            1,
+            "you must provide one or more flags when using this command",
+        ));
+    }
+    let text = body.to_string();
+    for_each(&a.containers, |name| {
+        let text = text.clone();
+        async move {
+            let b = http_body_util::Full::new(bytes::Bytes::from(text))
+                .map_err(|never| match never {})
+                .boxed();
+            let path = format!("/containers/{}/update", q(&name));
+            let (status, resp) = c
+                .raw(Method::POST, &path, Some(b), Some("application/json"))
+                .await?;
+            if !status.is_success() {
+                return Err(daemon_error(status, &resp));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_default();
+            for w in v["Warnings"].as_array().cloned().unwrap_or_default() {
+                eprintln!("WARNING: {}", w.as_str().unwrap_or_default());
+            }
+            println!("{name}");
+            Ok(())
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_sends_only_given_flags() {
+        let a = UpdateArgs {
+            memory: Some("64m".into()),
+            memory_swap: Some("-1".into()),
+            memory_reservation: None,
+            cpus: Some("0.5".into()),
+            cpu_shares: None,
+            cpuset_cpus: None,
+            pids_limit: Some(10),
+            restart: Some("on-failure:2".into()),
+            containers: vec!["c".into()],
+        };
+        let b = update_body(&a).unwrap_or_default();
+        assert_eq!(b["Memory"], 67_108_864);
+        assert_eq!(b["MemorySwap"], -1);
+        assert_eq!(b["NanoCpus"], 500_000_000);
+        assert_eq!(b["PidsLimit"], 10);
+        assert_eq!(b["RestartPolicy"]["Name"], "on-failure");
+        assert_eq!(b["RestartPolicy"]["MaximumRetryCount"], 2);
+        assert!(b.get("CpuShares").is_none());
+    }
 
     #[test]
     fn port_listing_like_docker() {

@@ -50,6 +50,7 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Stats(a) => stats::stats(c, a).await,
         C::Events(a) => system::events(c, a).await,
         C::Cp(a) => cp::cp(c, a).await,
+        C::Update(a) => container::update(c, a).await,
         C::Container(sub) => container_cmd(c, sub).await,
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
@@ -83,6 +84,7 @@ async fn container_cmd(c: &Client, cmd: ContainerCommand) -> CliResult<()> {
         C::Export(a) => container::export(c, a).await,
         C::Commit(a) => container::commit(c, a).await,
         C::Cp(a) => cp::cp(c, a).await,
+        C::Update(a) => container::update(c, a).await,
         C::Stats(a) => stats::stats(c, a).await,
     }
 }
