@@ -323,6 +323,7 @@ fn security_profile_and_limits() {
     ]);
     assert_eq!(d.field(&id, "{{.HostConfig.Memory}}"), "67108864");
     let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    let cg = &d.cgroup_parent;
     let read = |p: String| {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| panic!("{p}: {e}"))
@@ -332,35 +333,35 @@ fn security_profile_and_limits() {
     if v1 {
         assert_eq!(
             read(format!(
-                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+                "/sys/fs/cgroup/memory/{cg}/{id}/memory.limit_in_bytes"
             )),
             "67108864"
         );
         assert_eq!(
-            read(format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")),
+            read(format!("/sys/fs/cgroup/pids/{cg}/{id}/pids.max")),
             "50"
         );
         assert_eq!(
-            read(format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")),
+            read(format!("/sys/fs/cgroup/cpu/{cg}/{id}/cpu.cfs_quota_us")),
             "50000"
         );
         assert_eq!(
-            read(format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.shares")),
+            read(format!("/sys/fs/cgroup/cpu/{cg}/{id}/cpu.shares")),
             "512"
         );
     } else {
         assert_eq!(
-            read(format!("/sys/fs/cgroup/berth/{id}/memory.max")),
+            read(format!("/sys/fs/cgroup/{cg}/{id}/memory.max")),
             "67108864"
         );
-        assert_eq!(read(format!("/sys/fs/cgroup/berth/{id}/pids.max")), "50");
+        assert_eq!(read(format!("/sys/fs/cgroup/{cg}/{id}/pids.max")), "50");
         assert_eq!(
-            read(format!("/sys/fs/cgroup/berth/{id}/cpu.max")),
+            read(format!("/sys/fs/cgroup/{cg}/{id}/cpu.max")),
             "50000 100000"
         );
     }
     d.ok(&["rm", "-f", &id]);
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists());
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/{cg}/{id}")).exists());
 
     // bad limits are refused at create
     let o = d.berth(&["run", "--rm", "--memory", "1m", "busybox", "true"]);

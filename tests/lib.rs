@@ -45,6 +45,8 @@ pub struct Daemon {
     pub sock: PathBuf,
     child: Option<Child>,
     pub log: PathBuf,
+    /// This daemon's own parent cgroup, removed when the test ends.
+    pub cgroup_parent: String,
 }
 
 impl Daemon {
@@ -60,12 +62,20 @@ impl Daemon {
         std::fs::create_dir_all(&exec_root).unwrap();
         let sock = exec_root.join("berth.sock");
         let log = base.join("berthd.log");
+        let cgroup_parent = format!(
+            "berth-e2e-{}",
+            base.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("berth-e2e-")
+        );
         let mut d = Daemon {
             root,
             exec_root,
             sock,
             child: None,
             log,
+            cgroup_parent,
         };
         d.spawn();
         d
@@ -86,6 +96,8 @@ impl Daemon {
             .arg(format!("unix://{}", self.sock.display()))
             .arg("--log-level")
             .arg("debug")
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
@@ -278,6 +290,13 @@ impl Drop for Daemon {
                     nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        // The daemon's parent cgroup, in every hierarchy (v1) or the unified one (v2).
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(&self.cgroup_parent));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroup_parent));
         if std::env::var_os("BERTH_KEEP_TEST_ROOT").is_none() {
             if let Some(base) = self.root.parent() {
                 let _ = std::fs::remove_dir_all(base);

@@ -20,6 +20,8 @@ pub struct Config {
     #[serde(default)]
     pub log_opts: HashMap<String, String>,
     pub log_driver: Option<String>,
+    /// Parent cgroup of every container (absolute, cgroupfs driver).
+    pub cgroup_parent: Option<String>,
     /// Path of the shim binary; defaults to `berth-shim` next to berthd.
     pub shim_path: Option<PathBuf>,
     /// Unknown keys are kept so a docker daemon.json loads, but they are reported.

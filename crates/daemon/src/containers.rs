@@ -588,7 +588,7 @@ impl State {
             ipc_mode: hc.ipc_mode.clone().unwrap_or_default(),
             pid_mode: hc.pid_mode.clone().unwrap_or_default(),
             uts_mode: hc.uts_mode.clone().unwrap_or_default(),
-            cgroups_path: format!("/berth/{}", rec.id),
+            cgroups_path: self.cgroup_path(&rec.id),
             mounts,
             sysctls: hc.sysctls.clone().unwrap_or_default(),
             shm_size: hc.shm_size.unwrap_or(0),
@@ -1063,7 +1063,7 @@ impl State {
                 c.id
             )));
         }
-        let pids = cgroup_pids(&format!("/berth/{}", c.id));
+        let pids = cgroup_pids(&self.cgroup_path(&c.id));
         let args: Vec<String> = ps_args.split_whitespace().map(String::from).collect();
         let out = tokio::process::Command::new("ps")
             .args(&args)

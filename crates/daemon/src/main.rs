@@ -41,6 +41,9 @@ struct Args {
     /// Daemon configuration file (JSON, like docker's daemon.json)
     #[arg(long = "config-file")]
     config_file: Option<PathBuf>,
+    /// Parent cgroup for all containers
+    #[arg(long = "cgroup-parent")]
+    cgroup_parent: Option<String>,
     /// Enable debug logging
     #[arg(short = 'D', long)]
     debug: bool,
@@ -67,6 +70,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.exec_root.as_path() != std::path::Path::new("/run/berth") || cfg.exec_root.is_none() {
         cfg.exec_root = Some(args.exec_root.clone());
+    }
+    if args.cgroup_parent.is_some() {
+        cfg.cgroup_parent = args.cgroup_parent.clone();
     }
     if args.pidfile.is_some() {
         cfg.pidfile = args.pidfile.clone();

@@ -144,6 +144,13 @@ impl State {
             .map_err(Error::from)
     }
 
+    /// The container's cgroup: `<cgroup-parent>/<id>` (dockerd's `--cgroup-parent`,
+    /// default "/berth").
+    pub fn cgroup_path(&self, id: &str) -> String {
+        let parent = self.cfg.cgroup_parent.as_deref().unwrap_or("/berth");
+        format!("/{}/{id}", parent.trim_matches('/'))
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers_dir.join(id)
     }
