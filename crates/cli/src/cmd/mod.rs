@@ -6,6 +6,7 @@ mod cp;
 mod fake_daemon;
 mod image;
 mod inspect;
+mod netvol;
 mod ps;
 mod run;
 mod stats;
@@ -52,6 +53,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Cp(a) => cp::cp(c, a).await,
         C::Update(a) => container::update(c, a).await,
         C::Container(sub) => container_cmd(c, sub).await,
+        C::Volume(sub) => netvol::volume(c, sub).await,
+        C::Network(sub) => netvol::network(c, sub).await,
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
         C::System(SystemCommand::Events(a)) => system::events(c, a).await,
