@@ -145,3 +145,22 @@ fn config_file_and_version() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("config file"), "{}", stderr(&o));
 }
+
+#[test]
+fn cgroup_v2_layout() {
+    let d = Daemon::start_cgroup2();
+    d.busybox();
+    assert_eq!(
+        d.ok(&["info", "--format", "{{.CgroupVersion}}"]),
+        "2",
+        "the daemon sees the v2 layout"
+    );
+    let o = d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo v2; exit 0"]);
+    assert_eq!(o, "v2");
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "100"]);
+    assert!(d.ok(&["top", &id]).contains("sleep 100"));
+    d.ok(&["stop", "-t", "1", &id]);
+    assert_eq!(d.field(&id, "{{.State.ExitCode}}"), "137");
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+}

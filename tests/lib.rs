@@ -45,12 +45,30 @@ pub struct Daemon {
     pub sock: PathBuf,
     child: Option<Child>,
     pub log: PathBuf,
+    /// Run berthd in a private mount namespace that sees a cgroup2-only /sys/fs/cgroup.
+    cgroup2: bool,
     /// This daemon's own parent cgroup, removed when the test ends.
     pub cgroup_parent: String,
 }
 
 impl Daemon {
+    /// A daemon that sees a pure cgroup v2 layout: in a private mount namespace, cgroup2 is
+    /// mounted over /sys/fs/cgroup (on a v1/hybrid host that exercises the v2 code paths; a
+    /// v2 host runs every test on v2 anyway).
+    pub fn start_cgroup2() -> Daemon {
+        let mut d = Daemon::start_stopped();
+        d.cgroup2 = true;
+        d.spawn();
+        d
+    }
+
     pub fn start() -> Daemon {
+        let mut d = Daemon::start_stopped();
+        d.spawn();
+        d
+    }
+
+    fn start_stopped() -> Daemon {
         let base = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir_in("/tmp")
@@ -76,8 +94,8 @@ impl Daemon {
             child: None,
             log,
             cgroup_parent,
+            cgroup2: false,
         };
-        d.spawn();
         d
     }
 
@@ -87,7 +105,16 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("berthd"))
+        let mut cmd = if self.cgroup2 {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
+                .arg(bin("berthd"));
+            c
+        } else {
+            Command::new(bin("berthd"))
+        };
+        let child = cmd
             .arg("--root")
             .arg(&self.root)
             .arg("--exec-root")
