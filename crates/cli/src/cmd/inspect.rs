@@ -26,7 +26,7 @@ async fn fetch(c: &Client, path: &str) -> CliResult<Found> {
 pub async fn inspect(c: &Client, a: InspectArgs, forced: Option<&str>) -> CliResult<()> {
     let kind = forced.or(a.kind.as_deref());
     if let Some(k) = kind {
-        if k != "container" && k != "image" {
+        if !["container", "image", "network", "volume"].contains(&k) {
             return Err(CliError::new(
                 1,
                 format!("\"{k}\" is not a valid value for --type"),
@@ -51,6 +51,19 @@ pub async fn inspect(c: &Client, a: InspectArgs, forced: Option<&str>) -> CliRes
             match fetch(c, &format!("/images/{}/json", q(name))).await? {
                 Found::Raw(b) => hit = Some(b),
                 Found::Missing(e) => last_err = e,
+            }
+        }
+        // docker tries the other object kinds next, in this order.
+        for (k, prefix) in [("network", "/networks/"), ("volume", "/volumes/")] {
+            if hit.is_none() && (kind.is_none() || kind == Some(k)) {
+                match fetch(c, &format!("{prefix}{}", q(name))).await {
+                    Ok(Found::Raw(b)) => hit = Some(b),
+                    Ok(Found::Missing(e)) => last_err = e,
+                    // A daemon without these endpoints answers oddly; the object is
+                    // then simply not found.
+                    Err(e) if kind.is_none() => last_err = e.msg,
+                    Err(e) => return Err(e),
+                }
             }
         }
         match hit {
