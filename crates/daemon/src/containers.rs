@@ -544,6 +544,7 @@ impl State {
         let images = self.images.clone();
         let image_id = rec.image_id.clone();
         let d = dir.to_path_buf();
+        let t0 = std::time::Instant::now();
         let rootfs = tokio::task::spawn_blocking(move || images.mount_rootfs(&image_id, &d))
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
@@ -601,6 +602,7 @@ impl State {
                 .collect(),
             ..Default::default()
         };
+        let t_mount = t0.elapsed();
         let spec_path = dir.join("config.json");
         let spec = tokio::task::spawn_blocking(move || {
             let spec = berth_runtime::spec::generate(&opts)?;
@@ -626,6 +628,7 @@ impl State {
             stdin_once: cfg.stdin_once.unwrap_or(false),
             shim_binary: self.shim_binary.clone(),
         };
+        let t_spec = t0.elapsed();
         let client = shim::spawn(&sc)
             .await
             .map_err(|e| Error::invalid(e.to_string()))?;
@@ -640,6 +643,7 @@ impl State {
                 Err(e) => tracing::warn!(id = %rec.id, "attach before start failed: {e}"),
             }
         }
+        let t_created = t0.elapsed();
         let pid = match client.start().await {
             Ok(pid) => pid,
             Err(e) => {
@@ -660,6 +664,14 @@ impl State {
             r.clone()
         });
         self.persist(&rec)?;
+        tracing::debug!(
+            id = %rec.id,
+            mount_ms = t_mount.as_secs_f64() * 1e3,
+            spec_ms = (t_spec - t_mount).as_secs_f64() * 1e3,
+            create_ms = (t_created - t_spec).as_secs_f64() * 1e3,
+            start_ms = (t0.elapsed() - t_created).as_secs_f64() * 1e3,
+            "container started"
+        );
         let me = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move { me.monitor(c2, client).await });

@@ -536,7 +536,12 @@ pub async fn wait(
     // Register before answering: the client sends the wait before it starts the container.
     let mut rx = c.events.subscribe();
     let seen = rx.borrow().exits;
-    let running = c.rec().state.running;
+    // One snapshot of the record: `running` and the exit code change together there, while
+    // the exit event is sent a little later (after the rootfs is unmounted).
+    let (running, exit_code) = {
+        let r = c.rec();
+        (r.state.running, r.state.exit_code)
+    };
     let fut = async move {
         let code = loop {
             {
@@ -544,7 +549,8 @@ pub async fn wait(
                 match cond.as_str() {
                     "removed" if ev.removed => break ev.last_exit,
                     "next-exit" if ev.exits > seen => break ev.last_exit,
-                    "" | "not-running" if !running || ev.exits > seen => break ev.last_exit,
+                    "" | "not-running" if ev.exits > seen => break ev.last_exit,
+                    "" | "not-running" if !running => break exit_code,
                     _ => {}
                 }
             }

@@ -54,6 +54,7 @@ pub async fn version() -> Response {
                 "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
                 "GoVersion": "n/a (rust)",
                 "BuildTime": "",
+                "Experimental": "false",
             }
         }],
         "Version": ENGINE_VERSION,
