@@ -33,6 +33,11 @@ impl Exec {
     pub fn client(&self) -> Option<ShimClient> {
         self.state().dir.map(|d| ShimClient::new(&d))
     }
+    pub fn started(&self, pid: u32) {
+        let mut s = self.st.lock().unwrap_or_else(|p| p.into_inner());
+        s.running = true;
+        s.pid = pid as i64;
+    }
     pub fn finish(&self, code: i64) {
         {
             let mut s = self.st.lock().unwrap_or_else(|p| p.into_inner());

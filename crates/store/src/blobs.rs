@@ -134,7 +134,10 @@ impl BlobWriter {
         if let Some(exp) = expected {
             if exp != actual {
                 let _ = fs::remove_file(&self.path);
-                return Err(StoreError::DigestMismatch { expected: exp.to_string(), actual });
+                return Err(StoreError::DigestMismatch {
+                    expected: exp.to_string(),
+                    actual,
+                });
             }
         }
         let dest = self.dir.join(digest_hex(&actual)?);
@@ -145,7 +148,10 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let f = self.file.as_mut().ok_or_else(|| io::Error::other("committed"))?;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("committed"))?;
         let n = f.write(data)?;
         self.hasher.update(&data[..n]);
         self.size += n as u64;
@@ -181,7 +187,10 @@ mod tests {
         let mut w = s.writer().unwrap();
         w.write_all(b"x").unwrap();
         let wrong = crate::sha256_digest(b"y");
-        assert!(matches!(w.commit(Some(&wrong)), Err(StoreError::DigestMismatch { .. })));
+        assert!(matches!(
+            w.commit(Some(&wrong)),
+            Err(StoreError::DigestMismatch { .. })
+        ));
         assert!(!s.has(&wrong));
         assert!(s.path("sha256:../../etc").is_err());
         assert_eq!(fs::read_dir(d.path().join("blobs/tmp")).unwrap().count(), 0);

@@ -26,13 +26,17 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Db { conn: Mutex::new(conn) })
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
     }
 
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Db { conn: Mutex::new(conn) })
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// The connection, for crates that keep their own tables (create them with
@@ -55,7 +59,11 @@ impl Db {
     pub fn get<T: serde::de::DeserializeOwned>(&self, tbl: &str, key: &str) -> Result<Option<T>> {
         let v: Option<String> = self
             .conn()
-            .query_row("SELECT value FROM kv WHERE tbl = ?1 AND key = ?2", (tbl, key), |r| r.get(0))
+            .query_row(
+                "SELECT value FROM kv WHERE tbl = ?1 AND key = ?2",
+                (tbl, key),
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(match v {
             Some(s) => Some(serde_json::from_str(&s)?),
@@ -64,7 +72,8 @@ impl Db {
     }
 
     pub fn delete(&self, tbl: &str, key: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM kv WHERE tbl = ?1 AND key = ?2", (tbl, key))?;
+        self.conn()
+            .execute("DELETE FROM kv WHERE tbl = ?1 AND key = ?2", (tbl, key))?;
         Ok(())
     }
 
@@ -72,7 +81,9 @@ impl Db {
     pub fn list<T: serde::de::DeserializeOwned>(&self, tbl: &str) -> Result<Vec<(String, T)>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT key, value FROM kv WHERE tbl = ?1 ORDER BY key")?;
-        let rows = st.query_map([tbl], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = st.query_map([tbl], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for r in rows {
             let (k, v) = r?;

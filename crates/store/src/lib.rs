@@ -53,7 +53,11 @@ pub fn digest_hex(digest: &str) -> Result<&str> {
     let hex = digest
         .strip_prefix("sha256:")
         .ok_or_else(|| StoreError::InvalidDigest(digest.to_string()))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return Err(StoreError::InvalidDigest(digest.to_string()));
     }
     Ok(hex)

@@ -105,7 +105,7 @@ fn summary(r: &Record) -> models::ContainerSummary {
         created: Some(r.created.timestamp()),
         ports: Some(vec![]),
         labels: Some(r.config.labels.clone().unwrap_or_default()),
-        state: Some(state_enum_summary(&r.state.status)),
+        state: state_enum(&r.state.status),
         status: Some(status_string(r)),
         host_config: Some(models::ContainerSummaryHostConfig {
             network_mode: r.host_config.network_mode.clone(),
@@ -119,30 +119,12 @@ fn summary(r: &Record) -> models::ContainerSummary {
     }
 }
 
-fn state_enum_summary(s: &str) -> models::ContainerSummaryStateEnum {
-    use models::ContainerSummaryStateEnum as E;
-    match s {
-        "created" => E::CREATED,
-        "running" => E::RUNNING,
-        "paused" => E::PAUSED,
-        "restarting" => E::RESTARTING,
-        "removing" => E::REMOVING,
-        "dead" => E::DEAD,
-        _ => E::EXITED,
-    }
-}
-
-fn state_enum(s: &str) -> models::ContainerStateStatusEnum {
-    use models::ContainerStateStatusEnum as E;
-    match s {
-        "created" => E::CREATED,
-        "running" => E::RUNNING,
-        "paused" => E::PAUSED,
-        "restarting" => E::RESTARTING,
-        "removing" => E::REMOVING,
-        "dead" => E::DEAD,
-        _ => E::EXITED,
-    }
+/// A state string ("running", ...) as one of the models' status enums (they share Docker's
+/// spelling, so serde maps it); anything unknown reads as exited.
+fn state_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::from(s))
+        .or_else(|_| serde_json::from_value(serde_json::Value::from("exited")))
+        .ok()
 }
 
 fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool, Error> {
@@ -280,7 +262,7 @@ pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
         path: Some(r.path.clone()),
         args: Some(r.args.clone()),
         state: Some(models::ContainerState {
-            status: Some(state_enum(&s.status)),
+            status: state_enum(&s.status),
             running: Some(s.running),
             paused: Some(s.paused),
             restarting: Some(s.restarting),

@@ -83,11 +83,7 @@ pub async fn start(
             .start()
             .await
             .map_err(|e| Error::invalid(e.to_string()))?;
-        {
-            let mut s = ex.st.lock().unwrap_or_else(|p| p.into_inner());
-            s.running = true;
-            s.pid = pid as i64;
-        }
+        ex.started(pid);
         let ex2 = ex.clone();
         tokio::spawn(async move { reap(&ex2, &client).await });
         return Ok(StatusCode::OK.into_response());
@@ -107,11 +103,7 @@ pub async fn start(
         .start()
         .await
         .map_err(|e| Error::invalid(e.to_string()))?;
-    {
-        let mut s = ex.st.lock().unwrap_or_else(|p| p.into_inner());
-        s.running = true;
-        s.pid = pid as i64;
-    }
+    ex.started(pid);
     match Hijack::from_request(&mut req, &headers) {
         Hijack::Upgrade(on) => {
             tokio::spawn(async move {
