@@ -50,6 +50,13 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // glibc gives each thread that allocates its own arena; with tokio's workers and the
+    // blocking pool that fragments the daemon's memory after bursts (idle RSS grew from 11 to
+    // 19 MiB over the benchmarks). Two arenas are plenty for a daemon that mostly waits.
+    // SAFETY: mallopt only tunes the allocator and is called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let args = Args::parse();
     let mut cfg = match &args.config_file {
         Some(p) => config::Config::load(p)?,
