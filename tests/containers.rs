@@ -130,6 +130,13 @@ fn lifecycle() {
     ]);
     assert_eq!(d.field("c1", "{{.State.Status}}"), "created");
     assert_eq!(d.ok(&["start", "-a", "c1"]), "created then started");
+    // start -a -i feeds stdin; ps -l / -n pick the newest
+    let cat = d.ok(&["create", "-i", "--name", "cat1", "busybox", "cat"]);
+    let o = d.berth_stdin(&["start", "-a", "-i", "cat1"], Some(b"through start\n"));
+    assert_eq!(stdout(&o), "through start\n", "{}", stderr(&o));
+    assert_eq!(d.ok(&["ps", "-l", "-q", "--no-trunc"]), cat);
+    assert_eq!(d.ok(&["ps", "-n", "1", "-q", "--no-trunc"]), cat);
+    assert_eq!(d.ok(&["ps", "-a", "-q"]).lines().count(), 2);
     // container prune
     let out = d.ok(&["container", "prune", "-f"]);
     assert!(out.contains("Total reclaimed space"), "{out}");
@@ -494,4 +501,42 @@ fn commit_diff_export() {
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.trim_start_matches("./") == "bin/ls"));
+}
+
+#[test]
+fn log_rotation_options() {
+    let d = Daemon::start();
+    d.busybox();
+    // 3000 lines of ~60 bytes rotate a 10k log; only max-file files remain.
+    d.ok(&[
+        "run", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=2",
+        "busybox", "sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i-padding-padding-padding-padding; i=$((i+1)); done",
+    ]);
+    let path = d.field("rot", "{{.LogPath}}");
+    assert!(
+        std::path::Path::new(&format!("{path}.1")).exists(),
+        "rotated file"
+    );
+    assert!(
+        !std::path::Path::new(&format!("{path}.2")).exists(),
+        "max-file=2 keeps 2 files"
+    );
+    let logs = d.ok(&["logs", "rot"]);
+    assert!(
+        logs.ends_with("line-2999-padding-padding-padding-padding"),
+        "newest lines kept"
+    );
+    assert!(!logs.contains("line-0-"), "oldest lines rotated away");
+    let o = d.berth(&["run", "--rm", "--log-opt", "max-file=0", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("max-file cannot be less than 1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.berth(&["run", "--rm", "--log-driver", "nope", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("no log driver named 'nope'"),
+        "{}",
+        stderr(&o)
+    );
 }

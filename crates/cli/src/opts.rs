@@ -310,8 +310,24 @@ pub fn build(
     // `-v /data` is an anonymous volume (Config.Volumes); `-v src:dst[:opts]` a bind.
     let (binds, anonymous): (Vec<String>, Vec<String>) =
         o.volume.iter().cloned().partition(|v| v.contains(':'));
+    let mut log_opts = HashMap::new();
+    for kv in &o.log_opt {
+        match kv.split_once('=') {
+            Some((k, v)) => {
+                log_opts.insert(k.to_string(), v.to_string());
+            }
+            None => return Err(format!("invalid argument \"{kv}\" for \"--log-opt\" flag: invalid key value pair format in log options")),
+        }
+    }
+    let log_config = (o.log_driver.is_some() || !log_opts.is_empty()).then(|| {
+        bollard::models::HostConfigLogConfig {
+            typ: Some(o.log_driver.clone().unwrap_or_default()),
+            config: Some(log_opts),
+        }
+    });
     let host_config = HostConfig {
         auto_remove: Some(o.rm),
+        log_config,
         memory,
         memory_swap,
         memory_reservation,

@@ -180,6 +180,36 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), Error> {
             ));
         }
     }
+    if let Some(lc) = &hc.log_config {
+        match lc.typ.as_deref().unwrap_or("") {
+            "" | "json-file" | "local" => {}
+            d => {
+                return Err(Error::invalid(format!(
+                    "logger: no log driver named '{d}' is registered"
+                )))
+            }
+        }
+        for (k, v) in lc.config.iter().flatten() {
+            match k.as_str() {
+                "max-size" => {
+                    berth_runtime::spec::parse_memory(v).map_err(|_| {
+                        Error::invalid(format!("invalid value for log opt max-size: {v}"))
+                    })?;
+                }
+                "max-file" => {
+                    if v.parse::<u32>().map(|n| n < 1).unwrap_or(true) {
+                        return Err(Error::invalid("max-file cannot be less than 1"));
+                    }
+                }
+                "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {}
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "unknown log opt '{k}' for json-file log driver"
+                    )))
+                }
+            }
+        }
+    }
     match hc.network_mode.as_deref().unwrap_or("") {
         "" | "default" | "bridge" | "none" | "host" => {}
         m if m.starts_with("container:") => {
@@ -231,11 +261,17 @@ impl State {
         ) {
             hc.network_mode = Some("bridge".into());
         }
-        if hc.log_config.is_none() {
-            hc.log_config = Some(models::HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::new()),
-            });
+        match &mut hc.log_config {
+            None => {
+                hc.log_config = Some(models::HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::new()),
+                })
+            }
+            Some(lc) if lc.typ.as_deref().unwrap_or("").is_empty() => {
+                lc.typ = Some("json-file".into())
+            }
+            Some(_) => {}
         }
         if hc.restart_policy.is_none() {
             hc.restart_policy = Some(models::RestartPolicy {
