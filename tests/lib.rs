@@ -87,7 +87,7 @@ impl Daemon {
                 .to_string_lossy()
                 .trim_start_matches("berth-e2e-")
         );
-        let mut d = Daemon {
+        Daemon {
             root,
             exec_root,
             sock,
@@ -95,8 +95,7 @@ impl Daemon {
             log,
             cgroup_parent,
             cgroup2: false,
-        };
-        d
+        }
     }
 
     fn spawn(&mut self) {
