@@ -540,3 +540,16 @@ fn log_rotation_options() {
         stderr(&o)
     );
 }
+
+/// Attached output is never dropped, however fast the container writes (backpressure).
+#[test]
+fn attached_output_is_complete() {
+    let d = Daemon::start();
+    d.busybox();
+    let cmd = "yes 0123456789012345678901234567890123456789012345678 | head -c 20000000";
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", cmd]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 20_000_000);
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", cmd]);
+    assert_eq!(o.stdout.len(), 20_000_000, "{}", stderr(&o));
+}

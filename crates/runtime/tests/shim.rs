@@ -550,22 +550,20 @@ async fn killing_a_created_container_cleans_up() {
 }
 
 #[tokio::test]
-async fn a_stuck_attach_client_is_dropped_not_waited_for() {
+async fn a_slow_attach_client_gets_everything_and_a_gone_one_releases_the_container() {
     if !can_run() {
         return;
     }
-    // ~4 MB of output: far more than a client may fall behind (1 MiB) plus socket buffers.
-    let f = Fixture::new(
-        &[
-            "sh",
-            "-c",
-            "yes 0123456789012345678901234567890123456789 | head -c 4000000",
-        ],
-        false,
-    );
+    // ~4 MB of output: far more than the 1 MiB queue plus socket buffers.
+    let cmd = [
+        "sh",
+        "-c",
+        "yes 0123456789012345678901234567890123456789 | head -c 4000000",
+    ];
+    let f = Fixture::new(&cmd, false);
     let shim = client::spawn(&f.config(false, false)).await.unwrap();
     let shim_pid = shim.shim_pid();
-    let mut stuck = shim
+    let mut slow = shim
         .attach(AttachOptions {
             stdin: false,
             stdout: true,
@@ -575,16 +573,48 @@ async fn a_stuck_attach_client_is_dropped_not_waited_for() {
         .await
         .unwrap();
     shim.start().await.unwrap();
-    // The container can only finish if the shim keeps draining it while `stuck` reads nothing.
-    assert_eq!(shim.wait().await.unwrap().exit_code, 0);
+    // The client reads late: backpressure holds the container, nothing is lost.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let mut got = Vec::new();
-    let _ = stuck.read_to_end(&mut got).await;
-    assert!(got.len() < 4_000_000, "stuck client got everything");
-    // The log has all of it.
-    let logged = f.log().lines().count();
-    assert_eq!(logged, 4_000_000 / 41 + 1);
+    slow.read_to_end(&mut got).await.unwrap();
+    let payload: usize = demux_len(&got);
+    assert_eq!(payload, 4_000_000, "a slow client must get every byte");
+    assert_eq!(shim.wait().await.unwrap().exit_code, 0);
+    assert_eq!(f.log().lines().count(), 4_000_000 / 41 + 1);
     shim_gone(shim_pid).await;
     assert_cleaned(&f);
+
+    // A client that stops reading and goes away releases the container.
+    let f = Fixture::new(&cmd, false);
+    let shim = client::spawn(&f.config(false, false)).await.unwrap();
+    let shim_pid = shim.shim_pid();
+    let stuck = shim
+        .attach(AttachOptions {
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            detach_keys: None,
+        })
+        .await
+        .unwrap();
+    shim.start().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(stuck);
+    assert_eq!(shim.wait().await.unwrap().exit_code, 0);
+    assert_eq!(f.log().lines().count(), 4_000_000 / 41 + 1);
+    shim_gone(shim_pid).await;
+    assert_cleaned(&f);
+}
+
+/// Payload bytes of a stdcopy stream.
+fn demux_len(mut b: &[u8]) -> usize {
+    let mut n = 0;
+    while b.len() >= 8 {
+        let len = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        n += len.min(b.len() - 8);
+        b = &b[(8 + len).min(b.len())..];
+    }
+    n
 }
 
 /// Run by `shim_outlives_a_spawner_killed_with_sigkill` in a child process: spawns and starts

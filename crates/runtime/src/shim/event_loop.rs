@@ -21,8 +21,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use super::process::Proc;
 use berth_runtime::logfile::Stream;
 
-/// A client further behind than this is dropped rather than stalling the container.
-const MAX_CLIENT_BUF: usize = 1 << 20;
+/// When an attached client has this much output queued we stop reading the container's
+/// output (backpressure, as docker: a slow `docker run` slows the container; it never loses
+/// output). A client that goes away releases the container.
+const OUT_HIGH_WATER: usize = 1 << 20;
+/// Hard cap on one client's queue; only reachable through non-output traffic gone wrong.
+const MAX_CLIENT_BUF: usize = 64 << 20;
 /// Client stdin buffered for the container; beyond it we stop reading clients (backpressure).
 const MAX_STDIN_BUF: usize = 64 << 10;
 const MAX_REQUEST: usize = 64 << 10;
@@ -111,7 +115,7 @@ struct Client {
 impl Client {
     fn queue(&mut self, data: &[u8]) {
         if self.out.len() + data.len() > MAX_CLIENT_BUF {
-            eprintln!("berth-shim: dropping a client that fell too far behind");
+            eprintln!("berth-shim: dropping a client whose queue passed the hard cap");
             self.dead = true;
             return;
         }
@@ -207,14 +211,19 @@ impl EventLoop {
             if let Some(l) = &self.listener {
                 add(Slot::Listener, l.as_raw_fd(), libc::POLLIN);
             }
-            if let Some(f) = &self.proc.io.stdout {
-                add(Slot::Output(Stream::Stdout), f.as_raw_fd(), libc::POLLIN);
-            }
-            if let Some(f) = &self.proc.io.stderr {
-                add(Slot::Output(Stream::Stderr), f.as_raw_fd(), libc::POLLIN);
+            let backpressure = self.clients.iter().any(|c| {
+                matches!(c.phase, Phase::Attached(_)) && !c.dead && c.out.len() >= OUT_HIGH_WATER
+            });
+            if !backpressure {
+                if let Some(f) = &self.proc.io.stdout {
+                    add(Slot::Output(Stream::Stdout), f.as_raw_fd(), libc::POLLIN);
+                }
+                if let Some(f) = &self.proc.io.stderr {
+                    add(Slot::Output(Stream::Stderr), f.as_raw_fd(), libc::POLLIN);
+                }
             }
             if let Some(f) = &self.proc.io.pty {
-                let mut ev = libc::POLLIN;
+                let mut ev = if backpressure { 0 } else { libc::POLLIN };
                 if !self.stdin_buf.is_empty() {
                     ev |= libc::POLLOUT;
                 }
@@ -274,7 +283,7 @@ impl EventLoop {
                         if pfd.revents & libc::POLLOUT != 0 {
                             self.write_stdin();
                         }
-                        if pfd.revents & !libc::POLLOUT != 0 {
+                        if pfd.revents & !libc::POLLOUT != 0 && !backpressure {
                             self.read_output(Stream::Stdout);
                         }
                     }
