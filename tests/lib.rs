@@ -26,15 +26,35 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-busybox-{}", std::process::id()));
-        let tar = dir.with_extension("tar");
+        // One file per busybox build, shared by every test process and reused across runs
+        // (written to a temp name and renamed, so parallel builders never see half a file).
+        let stamp = std::fs::metadata("/bin/busybox")
+            .map(|m| {
+                format!(
+                    "{}-{}",
+                    m.len(),
+                    m.modified()
+                        .map(|t| t
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0))
+                        .unwrap_or(0)
+                )
+            })
+            .unwrap_or_else(|_| "none".into());
+        let tar = std::env::temp_dir().join(format!("berth-test-busybox-{stamp}.tar"));
+        if tar.exists() {
+            return tar;
+        }
+        let tmp = tar.with_extension(format!("{}.tmp", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mkbusybox.sh");
         let st = Command::new("bash")
             .arg(script)
-            .arg(&tar)
+            .arg(&tmp)
             .status()
             .expect("mkbusybox");
         assert!(st.success(), "mkbusybox.sh failed");
+        std::fs::rename(&tmp, &tar).expect("rename busybox tar");
         tar
     })
 }
