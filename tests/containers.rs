@@ -553,3 +553,15 @@ fn attached_output_is_complete() {
     let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", cmd]);
     assert_eq!(o.stdout.len(), 20_000_000, "{}", stderr(&o));
 }
+
+/// Starting a container again right after it exited never races its previous shim's teardown.
+#[test]
+fn restart_right_after_exit() {
+    let d = Daemon::start();
+    d.busybox();
+    d.ok(&["create", "--name", "again", "busybox", "echo", "round"]);
+    for _ in 0..8 {
+        assert_eq!(d.ok(&["start", "-a", "again"]), "round");
+    }
+    assert_eq!(d.ok(&["logs", "again"]).lines().count(), 8);
+}

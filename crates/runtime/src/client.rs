@@ -15,6 +15,36 @@ use crate::proto::{
 pub use crate::proto::{ExitStatus, ShimState};
 use crate::{Result, RuntimeError};
 
+/// A previous shim in this dir may still be tearing down: it answers waiters before its
+/// libcontainer delete and removes its pid file last. Wait (bounded) for that, so a restart
+/// never races the old state dir and cgroup.
+async fn wait_previous_shim(dir: &Path) {
+    let pid_path = dir.join(PID_NAME);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(s) = tokio::fs::read_to_string(&pid_path).await {
+        let alive = s
+            .trim()
+            .parse::<i32>()
+            .map(process_running)
+            .unwrap_or(false);
+        if !alive || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// True while `pid` exists and is not a zombie (an exited shim can linger unreaped).
+fn process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
 /// Everything the shim needs to create a container.
 #[derive(Debug, Clone)]
 pub struct ShimConfig {
@@ -97,6 +127,7 @@ async fn spawn_shim(
     args: &ShimArgs,
 ) -> Result<ShimClient> {
     tokio::fs::create_dir_all(dir).await?;
+    wait_previous_shim(dir).await;
     let client = ShimClient::new(dir);
     if connect_unix(&client.socket()).await.is_ok() {
         return Err(RuntimeError::Conflict(format!(
