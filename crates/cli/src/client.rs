@@ -302,6 +302,8 @@ where
         .map_err(|e| CliError::new(1, format!("error during connect: {e}")))
 }
 
+/// A plain request: the same connection setup as a hijack (serving upgrades costs nothing
+/// when none happens).
 async fn send<S>(
     stream: S,
     req: Request<BoxBody<Bytes, io::Error>>,
@@ -309,16 +311,7 @@ async fn send<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| CliError::new(1, e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| CliError::new(1, format!("error during connect: {e}")))
+    send_upgradable(stream, req).await
 }
 
 /// Docker's line for a non-2xx answer: "Error response from daemon: <message>".

@@ -816,6 +816,16 @@ impl State {
         }
     }
 
+    /// SIGKILL (thawing a paused container so the signal is delivered) and wait, bounded,
+    /// for the exit after `seen`. False if no exit came.
+    async fn sigkill_and_wait(c: &Ctr, client: &ShimClient, paused: bool, seen: u64) -> bool {
+        let _ = client.kill(libc::SIGKILL).await;
+        if paused {
+            let _ = client.resume().await;
+        }
+        Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await
+    }
+
     /// POST /containers/{id}/stop (also used by restart and rm -f).
     pub async fn stop_container(
         self: &Arc<Self>,
@@ -858,11 +868,7 @@ impl State {
                 return Ok(());
             }
         }
-        let _ = client.kill(libc::SIGKILL).await;
-        if rec.state.paused {
-            let _ = client.resume().await;
-        }
-        if !Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await {
+        if !Self::sigkill_and_wait(c, &client, rec.state.paused, seen).await {
             return Err(Error::internal(
                 "tried to kill container, but did not receive an exit event",
             ));
@@ -997,11 +1003,7 @@ impl State {
             }
             let seen = c.events.borrow().exits;
             let client = ShimClient::new(&self.container_dir(&c.id));
-            let _ = client.kill(libc::SIGKILL).await;
-            if rec.state.paused {
-                let _ = client.resume().await;
-            }
-            if !Self::wait_exit_after(c, seen, Some(Duration::from_secs(30))).await {
+            if !Self::sigkill_and_wait(c, &client, rec.state.paused, seen).await {
                 return Err(Error::internal(
                     "could not kill running container, cannot remove",
                 ));

@@ -20,7 +20,7 @@ use crate::error::{Result, RuntimeError};
 /// moby's `profiles/seccomp/default.json`, verbatim (see data/SOURCES.md).
 pub const DEFAULT_PROFILE_JSON: &str = include_str!("../data/seccomp-default.json");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Profile {
     #[serde(default)]
@@ -37,7 +37,7 @@ struct Profile {
     syscalls: Option<Vec<ProfileSyscall>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ArchMapEntry {
     architecture: Arch,
@@ -45,7 +45,7 @@ struct ArchMapEntry {
     sub_architectures: Option<Vec<Arch>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ProfileSyscall {
     #[serde(default)]
@@ -63,7 +63,7 @@ struct ProfileSyscall {
     excludes: Option<Filter>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Filter {
     #[serde(default)]
@@ -116,16 +116,27 @@ fn kernel_at_least(min: &str, current: Option<(u64, u64)>) -> Result<bool> {
 /// Docker's default profile for a container with the given bounding capabilities
 /// (`"CAP_SYS_ADMIN"` spelling).
 pub fn default_profile(bounding_caps: &[String]) -> Result<LinuxSeccomp> {
-    load_profile(DEFAULT_PROFILE_JSON, bounding_caps)
+    // Parsed once per process: this runs on every container start.
+    static DEFAULT: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
+    let profile = match DEFAULT.get() {
+        Some(p) => p.clone(),
+        None => {
+            let p = parse_profile(DEFAULT_PROFILE_JSON)?;
+            DEFAULT.get_or_init(|| p).clone()
+        }
+    };
+    convert(profile, bounding_caps, kernel_version())
+}
+
+fn parse_profile(json: &str) -> Result<Profile> {
+    serde_json::from_str(json)
+        .map_err(|e| RuntimeError::InvalidArgument(format!("Decoding seccomp profile failed: {e}")))
 }
 
 /// Converts a Docker-format seccomp profile (as given to `--security-opt seccomp=<file>`)
 /// for this machine and a container with the given bounding capabilities.
 pub fn load_profile(json: &str, bounding_caps: &[String]) -> Result<LinuxSeccomp> {
-    let profile: Profile = serde_json::from_str(json).map_err(|e| {
-        RuntimeError::InvalidArgument(format!("Decoding seccomp profile failed: {e}"))
-    })?;
-    convert(profile, bounding_caps, kernel_version())
+    convert(parse_profile(json)?, bounding_caps, kernel_version())
 }
 
 fn convert(profile: Profile, caps: &[String], kernel: Option<(u64, u64)>) -> Result<LinuxSeccomp> {
