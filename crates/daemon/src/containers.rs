@@ -255,6 +255,9 @@ impl State {
 
         let mut hc = body.host_config.clone().unwrap_or_default();
         validate_host_config(&hc)?;
+        // Docker's default mode is "bridge". Until bridge networking lands it means a private
+        // network namespace with only loopback (what `--network none` gives), so inspect and
+        // clients already see docker's value.
         if matches!(
             hc.network_mode.as_deref(),
             None | Some("") | Some("default")
