@@ -3,6 +3,7 @@
 //!
 //! Everything runs inside the daemon's process: nothing is spawned per container.
 
+pub mod dns;
 pub mod ipam;
 pub mod link;
 pub mod netns;

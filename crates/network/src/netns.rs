@@ -69,7 +69,7 @@ pub fn exists(path: &Path) -> bool {
     // NSFS_MAGIC: the bind mount shows the namespace file system.
     const NSFS_MAGIC: i64 = 0x6e73_6673;
     statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
         .unwrap_or(false)
 }
 
