@@ -69,6 +69,18 @@ pub struct Daemon {
     cgroup2: bool,
     /// This daemon's own parent cgroup, removed when the test ends.
     pub cgroup_parent: String,
+    /// The default bridge's interface and its subnet's third octet (10.X.Y.0/24), unique per
+    /// test daemon so tests run in parallel.
+    pub bridge: String,
+    pub bip: String,
+}
+
+static SUBNETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A /24 no other test daemon of this run uses: 10.(200+pid%50).N.0/24.
+pub fn unique_subnet() -> (u8, u8) {
+    let n = SUBNETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    ((200 + std::process::id() % 50) as u8, (n % 250) as u8 + 1)
 }
 
 impl Daemon {
@@ -107,6 +119,13 @@ impl Daemon {
                 .to_string_lossy()
                 .trim_start_matches("berth-e2e-")
         );
+        let suffix = base
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("berth-e2e-")
+            .to_string();
+        let (a, b) = unique_subnet();
         Daemon {
             root,
             exec_root,
@@ -115,6 +134,8 @@ impl Daemon {
             log,
             cgroup_parent,
             cgroup2: false,
+            bridge: format!("bt-{}", &suffix[..suffix.len().min(10)]),
+            bip: format!("10.{a}.{b}.1/24"),
         }
     }
 
@@ -144,6 +165,10 @@ impl Daemon {
             .arg("debug")
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--bip")
+            .arg(&self.bip)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
@@ -323,7 +348,23 @@ impl Drop for Daemon {
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
             let _ = self.berth(&["rm", "-f", id]);
         }
+        let _ = self.berth(&["network", "prune", "-f"]);
         let _ = self.term_quiet();
+        // The default bridge and this daemon's nftables table (berthd leaves both for the
+        // next start, like docker0).
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &format!("berth-{}", self.bridge)])
+            .stderr(Stdio::null())
+            .status();
+        if let Ok(rd) = std::fs::read_dir(self.exec_root.join("netns")) {
+            for e in rd.flatten() {
+                let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
         // Belt and braces: kill leftover shims and unmount anything under the root.
         if let Ok(rd) = std::fs::read_dir(self.root.join("containers")) {
             for e in rd.flatten() {

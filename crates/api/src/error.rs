@@ -51,6 +51,9 @@ impl Error {
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, m)
     }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, m)
+    }
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, m)
     }

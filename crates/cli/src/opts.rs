@@ -351,10 +351,31 @@ pub fn build(
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
+        dns_search: (!o.dns_search.is_empty()).then(|| o.dns_search.clone()),
+        dns_options: (!o.dns_option.is_empty()).then(|| o.dns_option.clone()),
+        publish_all_ports: o.publish_all.then_some(true),
         extra_hosts: (!o.add_host.is_empty()).then(|| o.add_host.clone()),
         ..Default::default()
     };
 
+    // docker sends the per-network settings (aliases, --ip, --mac-address) under the
+    // network named by --network.
+    let net_name = o.network.clone().unwrap_or_else(|| "default".into());
+    let networking_config =
+        (!o.network_alias.is_empty() || o.ip.is_some() || o.mac_address.is_some()).then(|| {
+            let ep = bollard::models::EndpointSettings {
+                aliases: (!o.network_alias.is_empty()).then(|| o.network_alias.clone()),
+                mac_address: o.mac_address.clone(),
+                ipam_config: o.ip.as_ref().map(|ip| bollard::models::EndpointIpamConfig {
+                    ipv4_address: Some(ip.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(net_name.clone(), ep)])),
+            }
+        });
     let body = ContainerCreateBody {
         hostname: o.hostname.clone(),
         domainname: o.domainname.clone(),
@@ -376,6 +397,7 @@ pub fn build(
         stop_signal: o.stop_signal.clone(),
         stop_timeout: o.stop_timeout,
         host_config: Some(host_config),
+        networking_config,
         ..Default::default()
     };
     Ok(Parsed {

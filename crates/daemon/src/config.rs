@@ -22,6 +22,10 @@ pub struct Config {
     pub log_driver: Option<String>,
     /// Parent cgroup of every container (absolute, cgroupfs driver).
     pub cgroup_parent: Option<String>,
+    /// The default bridge's interface (docker's `bridge`, `-b`); berth creates it if missing.
+    pub bridge: Option<String>,
+    /// The default bridge's address and subnet, CIDR (docker's `bip`).
+    pub bip: Option<String>,
     /// Path of the shim binary; defaults to `berth-shim` next to berthd.
     pub shim_path: Option<PathBuf>,
     /// Unknown keys are kept so a docker daemon.json loads, but they are reported.

@@ -31,6 +31,12 @@ pub struct Record {
     pub restart_count: i64,
     #[serde(default)]
     pub has_started: bool,
+    /// Endpoints by network name (docker's NetworkSettings.Networks).
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::networks::Endpoint>,
+    /// Ports published while running, by "port/proto".
+    #[serde(default)]
+    pub published: std::collections::BTreeMap<String, Vec<crate::networks::Published>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -210,14 +216,26 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), Error> {
             }
         }
     }
-    match hc.network_mode.as_deref().unwrap_or("") {
-        "" | "default" | "bridge" | "none" | "host" => {}
-        m if m.starts_with("container:") => {
-            return Err(Error::not_implemented(
-                "network mode container:<name> is not supported yet",
-            ))
+    if let Some(pb) = &hc.port_bindings {
+        crate::networks::validate_port_bindings(pb)?;
+    }
+    for h in hc.extra_hosts.iter().flatten() {
+        let ok = h
+            .split_once(':')
+            .map(|(n, ip)| {
+                !n.is_empty() && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok())
+            })
+            .unwrap_or(false);
+        if !ok {
+            return Err(Error::invalid(format!(
+                "invalid IP address in add-host: \"{h}\""
+            )));
         }
-        m => return Err(Error::not_found(format!("network {m} not found"))),
+    }
+    for d in hc.dns.iter().flatten() {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::invalid(format!("{d} is not an ip address")));
+        }
     }
     Ok(())
 }
@@ -255,15 +273,13 @@ impl State {
 
         let mut hc = body.host_config.clone().unwrap_or_default();
         validate_host_config(&hc)?;
-        // Docker's default mode is "bridge". Until bridge networking lands it means a private
-        // network namespace with only loopback (what `--network none` gives), so inspect and
-        // clients already see docker's value.
         if matches!(
             hc.network_mode.as_deref(),
             None | Some("") | Some("default")
         ) {
             hc.network_mode = Some("bridge".into());
         }
+        let networks = self.plan_endpoints(&mut hc, body.networking_config.as_ref())?;
         match &mut hc.log_config {
             None => {
                 hc.log_config = Some(models::HostConfigLogConfig {
@@ -389,6 +405,8 @@ impl State {
             },
             restart_count: 0,
             has_started: false,
+            networks: networks.clone(),
+            published: Default::default(),
         };
 
         let dir = self.container_dir(&id);
@@ -434,34 +452,21 @@ impl State {
 
     /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the container and returns
     /// the bind mounts for them.
-    fn etc_files(&self, rec: &Record, dir: &Path) -> Result<Vec<oci_spec::runtime::Mount>, Error> {
-        let hostname = rec.config.hostname.clone().unwrap_or_default();
-        let host_net = rec.host_config.network_mode.as_deref() == Some("host");
-        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
-        let hosts = if host_net {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-            )
-        };
-        std::fs::write(dir.join("hosts"), hosts)?;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let resolv = if host_net {
-            host_resolv
-        } else {
-            // Loopback resolvers are unreachable from a private network namespace (docker
-            // filters them the same way).
-            host_resolv
-                .lines()
-                .filter(|l| {
-                    let t = l.trim();
-                    !(t.starts_with("nameserver") && (t.contains(" 127.") || t.contains(" ::1")))
-                })
-                .map(|l| format!("{l}\n"))
-                .collect()
-        };
-        std::fs::write(dir.join("resolv.conf"), resolv)?;
+    fn etc_files(
+        &self,
+        rec: &Record,
+        dir: &Path,
+        net: &crate::networks::NetSetup,
+    ) -> Result<Vec<oci_spec::runtime::Mount>, Error> {
+        // `--network container:<name>` shares the other container's files, as docker does.
+        let src = net
+            .share_etc_from
+            .clone()
+            .unwrap_or_else(|| dir.to_path_buf());
+        if net.share_etc_from.is_none() {
+            self.write_etc_files(rec, dir, net)?;
+        }
+        let dir = &src;
         let ro = rec.host_config.readonly_rootfs.unwrap_or(false);
         let mut mounts = Vec::new();
         for (f, dest) in [
@@ -483,6 +488,101 @@ impl State {
             mounts.push(m);
         }
         Ok(mounts)
+    }
+
+    fn write_etc_files(
+        &self,
+        rec: &Record,
+        dir: &Path,
+        net: &crate::networks::NetSetup,
+    ) -> Result<(), Error> {
+        let hc = &rec.host_config;
+        let hostname = rec.config.hostname.clone().unwrap_or_default();
+        let host_net = hc.network_mode.as_deref() == Some("host");
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        let mut hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
+        };
+        for h in hc.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = h.split_once(':') {
+                let ip = if ip == "host-gateway" {
+                    self.networks
+                        .find("bridge")
+                        .ok()
+                        .and_then(|n| n.rec.gateway.clone())
+                        .unwrap_or_default()
+                } else {
+                    ip.to_string()
+                };
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        if !host_net {
+            if net.hosts.is_empty() {
+                hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            }
+            for (ip, names) in &net.hosts {
+                hosts.push_str(&format!("{ip}\t{names}\n"));
+            }
+        }
+        std::fs::write(dir.join("hosts"), hosts)?;
+
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut ns: Vec<String> = Vec::new();
+        let mut search: Vec<String> = Vec::new();
+        let mut options: Vec<String> = Vec::new();
+        for l in host_resolv.lines() {
+            let mut f = l.split_whitespace();
+            match f.next() {
+                Some("nameserver") => ns.extend(f.next().map(String::from)),
+                Some("search") | Some("domain") => search = f.map(String::from).collect(),
+                Some("options") => options.extend(f.map(String::from)),
+                _ => {}
+            }
+        }
+        if !host_net {
+            // Loopback resolvers are unreachable from a private network namespace (docker
+            // filters them the same way, and falls back to Google's when none is left).
+            ns.retain(|n| !(n.starts_with("127.") || n == "::1"));
+            if ns.is_empty() {
+                ns = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+            }
+        }
+        if let Some(d) = hc.dns.as_ref().filter(|d| !d.is_empty()) {
+            ns = d.clone();
+        }
+        if let Some(d) = hc.dns_search.as_ref().filter(|d| !d.is_empty()) {
+            search = d.iter().filter(|s| s.as_str() != ".").cloned().collect();
+        }
+        if let Some(o) = hc.dns_options.as_ref().filter(|d| !d.is_empty()) {
+            options = o.clone();
+        }
+        if net.embedded_dns {
+            // The embedded server forwards to the real ones (docker's 127.0.0.11).
+            ns = vec!["127.0.0.11".into()];
+            if hc
+                .dns_options
+                .as_ref()
+                .map(|o| o.is_empty())
+                .unwrap_or(true)
+            {
+                options = vec!["ndots:0".into()];
+            }
+        }
+        let mut resolv = String::new();
+        for n in &ns {
+            resolv.push_str(&format!("nameserver {n}\n"));
+        }
+        if !search.is_empty() {
+            resolv.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !options.is_empty() {
+            resolv.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        Ok(())
     }
 
     fn log_opts(&self, rec: &Record) -> (Option<u64>, u32) {
@@ -541,7 +641,11 @@ impl State {
                 } else {
                     128
                 };
+                let mut nrec = c.rec();
+                self.net_teardown(&mut nrec).await;
                 c.update(|r| {
+                    r.networks = nrec.networks.clone();
+                    r.published = nrec.published.clone();
                     r.state.status = if r.has_started {
                         "exited".into()
                     } else {
@@ -587,7 +691,15 @@ impl State {
         let rootfs = tokio::task::spawn_blocking(move || images.mount_rootfs(&image_id, &d))
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
-        let mounts = self.etc_files(rec, dir)?;
+        let mut nrec = rec.clone();
+        let net = self.net_setup(&mut nrec).await;
+        c.update(|r| {
+            r.networks = nrec.networks.clone();
+            r.published = nrec.published.clone();
+        });
+        let net = net?;
+        let rec = &nrec;
+        let mounts = self.etc_files(rec, dir, &net)?;
         let hc = &rec.host_config;
         let cfg = &rec.config;
         let mut args = vec![rec.path.clone()];
@@ -625,6 +737,7 @@ impl State {
             pids_limit: hc.pids_limit,
             oom_kill_disable: hc.oom_kill_disable.unwrap_or(false),
             network_mode: hc.network_mode.clone().unwrap_or_default(),
+            netns_path: net.netns.as_ref().map(|p| p.display().to_string()),
             ipc_mode: hc.ipc_mode.clone().unwrap_or_default(),
             pid_mode: hc.pid_mode.clone().unwrap_or_default(),
             uts_mode: hc.uts_mode.clone().unwrap_or_default(),
@@ -738,7 +851,11 @@ impl State {
         let finished = DateTime::parse_from_rfc3339(&st.finished_at)
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_else(|_| Utc::now());
+        let mut nrec = c.rec();
+        self.net_teardown(&mut nrec).await;
         let rec = c.update(|r| {
+            r.networks = nrec.networks.clone();
+            r.published = nrec.published.clone();
             r.state.running = false;
             r.state.paused = false;
             r.state.pid = 0;
@@ -782,6 +899,7 @@ impl State {
                     r.state.status = st.status.clone();
                 });
                 tracing::info!(id = %c.id, "reattached to running container");
+                self.net_recover(&c.rec()).await;
                 tokio::spawn(async move { self.monitor(c, client).await });
             }
             Ok(Ok(st)) if st.exit.is_some() => {

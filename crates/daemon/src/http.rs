@@ -40,7 +40,7 @@ pub async fn serve(
 }
 
 fn routes() -> Router<AppState> {
-    use handlers::{containers as c, exec as e, images as i, system as s};
+    use handlers::{containers as c, exec as e, images as i, networks as n, system as s};
     Router::new()
         .route("/_ping", get(s::ping).head(s::ping))
         .route("/version", get(s::version))
@@ -69,6 +69,12 @@ fn routes() -> Router<AppState> {
         .route("/exec/{id}/start", post(e::start))
         .route("/exec/{id}/resize", post(e::resize))
         .route("/exec/{id}/json", get(e::inspect))
+        .route("/networks", get(n::list))
+        .route("/networks/create", post(n::create))
+        .route("/networks/prune", post(n::prune))
+        .route("/networks/{id}", get(n::inspect).delete(n::remove))
+        .route("/networks/{id}/connect", post(n::connect))
+        .route("/networks/{id}/disconnect", post(n::disconnect))
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))
         .route("/images/load", post(i::load))

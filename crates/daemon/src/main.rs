@@ -6,6 +6,7 @@ mod error;
 mod exec;
 mod handlers;
 mod http;
+mod networks;
 mod state;
 mod stream;
 mod util;
@@ -47,6 +48,12 @@ struct Args {
     /// Enable debug logging
     #[arg(short = 'D', long)]
     debug: bool,
+    /// Interface of the default bridge network (created if missing; default berth0)
+    #[arg(short = 'b', long)]
+    bridge: Option<String>,
+    /// Address and subnet of the default bridge, CIDR (e.g. 172.30.0.1/16)
+    #[arg(long)]
+    bip: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +90,12 @@ fn main() -> anyhow::Result<()> {
     }
     if args.pidfile.is_some() {
         cfg.pidfile = args.pidfile.clone();
+    }
+    if args.bridge.is_some() {
+        cfg.bridge = args.bridge.clone();
+    }
+    if args.bip.is_some() {
+        cfg.bip = args.bip.clone();
     }
 
     let level = if cfg.debug {

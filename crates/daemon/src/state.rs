@@ -23,6 +23,7 @@ pub struct State {
     pub table: RwLock<Table>,
     pub execs: RwLock<HashMap<String, Arc<Exec>>>,
     pub daemon_id: String,
+    pub networks: crate::networks::Networks,
 }
 
 /// Containers by id, plus the name index. One lock so a name is never claimed twice.
@@ -64,6 +65,13 @@ impl State {
                 id
             }
         };
+        let networks = crate::networks::Networks::open(
+            db.clone(),
+            &exec_root,
+            cfg.bridge.as_deref(),
+            cfg.bip.as_deref(),
+        )
+        .context("loading networks")?;
         let mut table = Table::default();
         for (id, rec) in db.list::<Record>(CONTAINERS_TABLE)? {
             table.by_name.insert(rec.name.clone(), id.clone());
@@ -80,12 +88,20 @@ impl State {
             table: RwLock::new(table),
             execs: RwLock::new(HashMap::new()),
             daemon_id,
+            networks,
         })
     }
 
     /// Reattaches to the shims of containers that were running when the daemon stopped,
     /// and records the exit of those that ended meanwhile.
     pub async fn recover(self: Arc<Self>) {
+        let me = self.clone();
+        let r = tokio::task::spawn_blocking(move || me.networks.init()).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("setting up networks: {}", e.message),
+            Err(e) => tracing::error!("setting up networks: {e}"),
+        }
         let all: Vec<Arc<Ctr>> = self.table_read().by_id.values().cloned().collect();
         for c in all {
             let running = c.rec().state.running;
@@ -97,6 +113,7 @@ impl State {
                 let _ = self.clone().remove_container(&c, true).await;
             }
         }
+        self.net_gc().await;
     }
 
     pub fn table_read(&self) -> std::sync::RwLockReadGuard<'_, Table> {

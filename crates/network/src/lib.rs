@@ -7,3 +7,4 @@ pub mod dns;
 pub mod ipam;
 pub mod link;
 pub mod netns;
+pub mod nft;

@@ -138,6 +138,8 @@ pub struct SpecOptions {
     pub pids_limit: Option<i64>,
     pub oom_kill_disable: bool,
     pub network_mode: String,
+    /// A network namespace to join (pinned by the daemon, or another container's).
+    pub netns_path: Option<String>,
     pub ipc_mode: String,
     pub pid_mode: String,
     pub uts_mode: String,
@@ -187,6 +189,7 @@ impl Default for SpecOptions {
             pids_limit: None,
             oom_kill_disable: false,
             network_mode: String::new(),
+            netns_path: None,
             ipc_mode: String::new(),
             pid_mode: String::new(),
             uts_mode: String::new(),
@@ -635,7 +638,10 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
 
     let mut namespaces = vec![json!({"type": "mount"})];
     if opts.network_mode != "host" {
-        namespaces.push(json!({"type": "network"}));
+        match &opts.netns_path {
+            Some(p) => namespaces.push(json!({"type": "network", "path": p})),
+            None => namespaces.push(json!({"type": "network"})),
+        }
     }
     if opts.ipc_mode != "host" {
         namespaces.push(json!({"type": "ipc"}));

@@ -74,25 +74,93 @@ fn command_string(r: &Record) -> String {
 }
 
 fn network_settings(r: &Record) -> HashMap<String, models::EndpointSettings> {
-    let mode = r
-        .host_config
-        .network_mode
-        .clone()
-        .unwrap_or_else(|| "bridge".into());
     let mut m = HashMap::new();
-    m.insert(
-        mode,
-        models::EndpointSettings {
-            network_id: Some(String::new()),
-            endpoint_id: Some(String::new()),
-            gateway: Some(String::new()),
-            ip_address: Some(String::new()),
-            ip_prefix_len: Some(0),
-            mac_address: Some(String::new()),
-            ..Default::default()
-        },
-    );
+    for (name, e) in &r.networks {
+        m.insert(
+            name.clone(),
+            models::EndpointSettings {
+                network_id: Some(e.network_id.clone()),
+                endpoint_id: Some(e.endpoint_id.clone()),
+                gateway: Some(e.gateway.clone().unwrap_or_default()),
+                ip_address: Some(e.ip.clone().unwrap_or_default()),
+                ip_prefix_len: Some(e.prefix as i64),
+                mac_address: Some(e.mac.clone().unwrap_or_default()),
+                aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+                dns_names: e.ip.as_ref().map(|_| {
+                    let mut v = vec![r.name.clone(), r.id[..12].to_string()];
+                    v.extend(e.aliases.iter().cloned());
+                    v
+                }),
+                ipam_config: e.ipv4_config.as_ref().map(|ip| models::EndpointIpamConfig {
+                    ipv4_address: Some(ip.clone()),
+                    ..Default::default()
+                }),
+                ipv6_gateway: Some(String::new()),
+                global_ipv6_address: Some(String::new()),
+                global_ipv6_prefix_len: Some(0),
+                ..Default::default()
+            },
+        );
+    }
     m
+}
+
+/// Docker's PortMap: every exposed port, with its bindings while published (else null).
+fn port_map(r: &Record) -> models::PortMap {
+    let mut m: models::PortMap = HashMap::new();
+    if r.state.running && !r.networks.is_empty() {
+        for k in r.config.exposed_ports.clone().unwrap_or_default().iter() {
+            m.insert(k.clone(), None);
+        }
+    }
+    for (k, list) in &r.published {
+        m.insert(
+            k.clone(),
+            Some(
+                list.iter()
+                    .map(|p| models::PortBinding {
+                        host_ip: Some(p.host_ip.clone()),
+                        host_port: Some(p.host_port.to_string()),
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    m
+}
+
+fn port_summaries(r: &Record) -> Vec<models::PortSummary> {
+    let mut out = Vec::new();
+    for (k, v) in port_map(r) {
+        let (port, proto) = k.split_once('/').unwrap_or((k.as_str(), "tcp"));
+        let Ok(private) = port.parse::<u16>() else {
+            continue;
+        };
+        let typ = match proto {
+            "udp" => Some(models::PortSummaryTypeEnum::UDP),
+            "sctp" => Some(models::PortSummaryTypeEnum::SCTP),
+            _ => Some(models::PortSummaryTypeEnum::TCP),
+        };
+        match v {
+            None => out.push(models::PortSummary {
+                private_port: private,
+                typ,
+                ..Default::default()
+            }),
+            Some(list) => {
+                for b in list {
+                    out.push(models::PortSummary {
+                        ip: b.host_ip.clone(),
+                        private_port: private,
+                        public_port: b.host_port.as_deref().and_then(|p| p.parse().ok()),
+                        typ,
+                    })
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.private_port, &a.ip).cmp(&(b.private_port, &b.ip)));
+    out
 }
 
 fn summary(r: &Record) -> models::ContainerSummary {
@@ -103,7 +171,7 @@ fn summary(r: &Record) -> models::ContainerSummary {
         image_id: Some(r.image_id.clone()),
         command: Some(command_string(r)),
         created: Some(r.created.timestamp()),
-        ports: Some(vec![]),
+        ports: Some(port_summaries(r)),
         labels: Some(r.config.labels.clone().unwrap_or_default()),
         state: state_enum(&r.state.status),
         status: Some(status_string(r)),
@@ -296,9 +364,20 @@ pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
         mounts: Some(vec![]),
         config: Some(r.config.clone()),
         network_settings: Some(models::NetworkSettings {
-            sandbox_id: Some(String::new()),
-            sandbox_key: Some(String::new()),
-            ports: Some(HashMap::new()),
+            sandbox_id: Some(
+                r.networks
+                    .values()
+                    .find(|e| e.ip.is_some())
+                    .map(|_| r.id.clone())
+                    .unwrap_or_default(),
+            ),
+            sandbox_key: Some(
+                st.networks
+                    .sandbox_key(r)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ports: Some(port_map(r)),
             networks: Some(network_settings(r)),
         }),
         ..Default::default()
@@ -307,7 +386,33 @@ pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
 
 pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let c = st.lookup(&id)?;
-    Ok(json(StatusCode::OK, &inspect_record(&st, &c.rec())))
+    let r = c.rec();
+    let mut v = serde_json::to_value(inspect_record(&st, &r))
+        .map_err(|e| Error::internal(e.to_string()))?;
+    // The default bridge's address is also at the top of NetworkSettings (deprecated in
+    // docker's API but still read by many scripts: `{{.NetworkSettings.IPAddress}}`).
+    if let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) {
+        let e = r.networks.get("bridge");
+        let f = |x: Option<String>| serde_json::Value::String(x.unwrap_or_default());
+        ns.insert("Bridge".into(), serde_json::Value::String(String::new()));
+        ns.insert("IPAddress".into(), f(e.and_then(|e| e.ip.clone())));
+        ns.insert("Gateway".into(), f(e.and_then(|e| e.gateway.clone())));
+        ns.insert("MacAddress".into(), f(e.and_then(|e| e.mac.clone())));
+        ns.insert(
+            "IPPrefixLen".into(),
+            serde_json::json!(e.map(|e| e.prefix).unwrap_or(0)),
+        );
+        ns.insert("GlobalIPv6Address".into(), f(None));
+        ns.insert("GlobalIPv6PrefixLen".into(), serde_json::json!(0));
+        ns.insert("IPv6Gateway".into(), f(None));
+        ns.insert("HairpinMode".into(), serde_json::json!(false));
+        ns.insert("LinkLocalIPv6Address".into(), f(None));
+        ns.insert("LinkLocalIPv6PrefixLen".into(), serde_json::json!(0));
+        ns.insert("SecondaryIPAddresses".into(), serde_json::Value::Null);
+        ns.insert("SecondaryIPv6Addresses".into(), serde_json::Value::Null);
+        ns.insert("EndpointID".into(), f(e.map(|e| e.endpoint_id.clone())));
+    }
+    Ok(json(StatusCode::OK, &v))
 }
 
 fn no_content() -> Response {

@@ -99,27 +99,58 @@ pub async fn start(
             .and_then(util::parse_detach_keys),
     };
     let shim_stream = client.attach(opts).await.map_err(Error::from)?;
-    let pid = client
-        .start()
-        .await
-        .map_err(|e| Error::invalid(e.to_string()))?;
-    ex.started(pid);
     match Hijack::from_request(&mut req, &headers) {
         Hijack::Upgrade(on) => {
+            // Like docker, the process starts only once the connection is hijacked: output
+            // written right behind the 101 headers can land in the client's HTTP read-ahead
+            // buffer and be lost (docker-py reads the raw socket after the headers).
             tokio::spawn(async move {
                 match stream::upgraded(on).await {
-                    Some(conn) => {
-                        stream::splice(conn, shim_stream, reap(&ex, &client)).await;
-                    }
+                    Some(mut conn) => match client.start().await {
+                        Ok(pid) => {
+                            ex.started(pid);
+                            stream::splice(conn, shim_stream, reap(&ex, &client)).await;
+                        }
+                        Err(e) => {
+                            let msg = format!("OCI runtime exec failed: {e}\n");
+                            let code = if msg.contains("not found") || msg.contains("No such file")
+                            {
+                                127
+                            } else {
+                                126
+                            };
+                            let mut out = Vec::new();
+                            if !tty {
+                                out.extend_from_slice(&[2, 0, 0, 0]);
+                                out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                            }
+                            out.extend_from_slice(msg.as_bytes());
+                            use tokio::io::AsyncWriteExt;
+                            let _ = conn.write_all(&out).await;
+                            let _ = conn.shutdown().await;
+                            ex.finish(code);
+                        }
+                    },
                     None => {
+                        // The client went away: run it unattached, as docker does.
                         drop(shim_stream);
-                        reap(&ex, &client).await;
+                        if let Ok(pid) = client.start().await {
+                            ex.started(pid);
+                            reap(&ex, &client).await;
+                        } else {
+                            ex.finish(126);
+                        }
                     }
                 }
             });
             Ok(stream::upgrade_response(tty))
         }
         Hijack::Plain => {
+            let pid = client
+                .start()
+                .await
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            ex.started(pid);
             let (r, w) = shim_stream.into_split();
             drop(w);
             let ex2 = ex.clone();

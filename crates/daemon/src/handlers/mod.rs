@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod system;
 
 use berth_api::Error;
