@@ -740,3 +740,156 @@ fn docker_cli_networks() {
     let o = d.docker(&["network", "inspect", "dn"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn network_options_and_modes() {
+    let d = Daemon::start();
+    d.busybox();
+    // -P publishes the image's EXPOSE to random ports.
+    let o = d.berth_stdin(
+        &["import", "-c", "EXPOSE 80 9000/udp", "-", "exposed"],
+        Some(&std::fs::read(berth_tests::busybox_tar()).unwrap()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-P",
+        "--name",
+        "pub",
+        "exposed",
+        "sh",
+        "-c",
+        "echo p-all > /tmp/index.html && exec httpd -f -p 80 -h /tmp",
+    ]);
+    let ports = d.ok(&["port", "pub"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:"), "{ports}");
+    assert!(ports.contains("9000/udp -> 0.0.0.0:"), "{ports}");
+    let p: u16 = ports
+        .lines()
+        .find(|l| l.starts_with("80/tcp"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    d.eventually("-P port answers", || {
+        http_get(SocketAddr::from(([127, 0, 0, 1], p))).contains("p-all")
+    });
+    let insp = d.field(&id, "{{json .NetworkSettings.Ports}}");
+    assert!(
+        insp.contains("\"80/tcp\":[{\"HostIp\":\"0.0.0.0\""),
+        "{insp}"
+    );
+
+    // container:NAME shares the network namespace (and its /etc files).
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pub",
+        "busybox",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80",
+    ]);
+    assert!(o.contains("p-all"), "{o}");
+    let ip = d.field(&id, "{{.NetworkSettings.IPAddress}}");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pub",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+    ]);
+    assert!(o.contains(&ip), "{o}");
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("No such container: nosuch"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Stop and start: the network comes back (and the old address is free meanwhile).
+    d.ok(&["stop", "-t", "1", "pub"]);
+    assert_eq!(d.field(&id, "{{.NetworkSettings.IPAddress}}"), "");
+    assert_eq!(links_on(&d.bridge), "");
+    d.ok(&["start", "pub"]);
+    let p2: u16 = d
+        .ok(&["port", "pub", "80"])
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    d.eventually("port answers after restart", || {
+        http_get(SocketAddr::from(([127, 0, 0, 1], p2))).contains("p-all")
+    });
+    d.ok(&["rm", "-f", "pub"]);
+
+    // --mac-address, --hostname, --dns, --dns-search, --dns-option, a port range.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--mac-address",
+        "92:d0:c6:0a:29:33",
+        "-h",
+        "myhost",
+        "--dns",
+        "10.9.8.7",
+        "--dns-search",
+        "corp.example",
+        "--dns-option",
+        "ndots:3",
+        "-p",
+        "127.0.0.1::7000-7001",
+        "busybox",
+        "sh",
+        "-c",
+        "ip link show eth0; cat /etc/resolv.conf; cat /etc/hosts; hostname",
+    ]);
+    assert!(o.contains("link/ether 92:d0:c6:0a:29:33"), "{o}");
+    assert!(o.contains("nameserver 10.9.8.7"), "{o}");
+    assert!(o.contains("search corp.example"), "{o}");
+    assert!(o.contains("options ndots:3"), "{o}");
+    assert!(o.contains("\tmyhost\n"), "{o}");
+    assert!(o.trim_end().ends_with("myhost"), "{o}");
+    let o = d.berth(&["run", "--rm", "--mac-address", "zz:zz", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+
+    // host mode: the host's interfaces, no veth.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(o.contains(&d.bridge), "{o}");
+    assert_eq!(links_on(&d.bridge), "");
+    // none: loopback only.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(o.lines().count(), 1, "{o}");
+}

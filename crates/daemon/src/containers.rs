@@ -34,6 +34,10 @@ pub struct Record {
     /// Endpoints by network name (docker's NetworkSettings.Networks).
     #[serde(default)]
     pub networks: std::collections::BTreeMap<String, crate::networks::Endpoint>,
+    /// Stopped or killed by a user: restart policies leave it alone (docker's
+    /// HasBeenManuallyStopped).
+    #[serde(default)]
+    pub manually_stopped: bool,
     /// Ports published while running, by "port/proto".
     #[serde(default)]
     pub published: std::collections::BTreeMap<String, Vec<crate::networks::Published>>,
@@ -75,6 +79,9 @@ pub struct Ctr {
     pub op: tokio::sync::Mutex<()>,
     pub events: watch::Sender<Events>,
     pub pending: std::sync::Mutex<Vec<PendingAttach>>,
+    /// The restart manager's current back-off (ms): 100, doubled per restart, capped at a
+    /// minute, back to 100 after a run of 10 s (docker's restartmanager).
+    pub backoff_ms: std::sync::Mutex<u64>,
 }
 
 impl Ctr {
@@ -89,6 +96,7 @@ impl Ctr {
             op: tokio::sync::Mutex::new(()),
             events: watch::channel(ev).0,
             pending: std::sync::Mutex::new(Vec::new()),
+            backoff_ms: std::sync::Mutex::new(0),
         }
     }
     pub fn rec(&self) -> Record {
@@ -407,6 +415,7 @@ impl State {
             has_started: false,
             networks: networks.clone(),
             published: Default::default(),
+            manually_stopped: false,
         };
 
         let dir = self.container_dir(&id);
@@ -446,7 +455,7 @@ impl State {
             t.by_id.insert(id.clone(), c.clone());
             c
         };
-        drop(ctr);
+        self.ctr_event(&ctr.rec(), "create", &[]);
         Ok(id)
     }
 
@@ -813,9 +822,11 @@ impl State {
                 ..Default::default()
             };
             r.has_started = true;
+            r.manually_stopped = false;
             r.clone()
         });
         self.persist(&rec)?;
+        self.ctr_event(&rec, "start", &[]);
         tracing::debug!(
             id = %rec.id,
             mount_ms = t_mount.as_secs_f64() * 1e3,
@@ -868,6 +879,10 @@ impl State {
         if let Err(e) = self.persist(&rec) {
             tracing::error!(id = %c.id, "persisting exit: {}", e.message);
         }
+        if st.oom_killed {
+            self.ctr_event(&rec, "oom", &[]);
+        }
+        self.ctr_event(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
         let d = self.container_dir(&c.id);
         let _ =
             tokio::task::spawn_blocking(move || berth_image::ImageStore::unmount_rootfs(&d)).await;
@@ -883,7 +898,86 @@ impl State {
                     tracing::warn!(id = %c2.id, "auto-remove: {}", e.message);
                 }
             });
+        } else if Self::should_restart(&rec, false) {
+            self.schedule_restart(c, &rec);
         }
+    }
+
+    /// Docker's restart manager decision. `daemon_start`: the daemon is starting up, where
+    /// `always` revives even a manually stopped container.
+    pub fn should_restart(rec: &Record, daemon_start: bool) -> bool {
+        use models::RestartPolicyNameEnum as R;
+        if rec.host_config.auto_remove.unwrap_or(false)
+            || rec.state.status == "removing"
+            || !rec.has_started
+        {
+            return false;
+        }
+        let Some(rp) = &rec.host_config.restart_policy else {
+            return false;
+        };
+        match rp.name.unwrap_or(R::EMPTY) {
+            R::ALWAYS => daemon_start || !rec.manually_stopped,
+            R::UNLESS_STOPPED => !rec.manually_stopped,
+            R::ON_FAILURE => {
+                let max = rp.maximum_retry_count.unwrap_or(0);
+                !rec.manually_stopped
+                    && rec.state.exit_code != 0
+                    && (max == 0 || rec.restart_count < max)
+            }
+            _ => false,
+        }
+    }
+
+    /// Restarts the container after the back-off, unless it is stopped or removed meanwhile.
+    fn schedule_restart(self: &Arc<Self>, c: &Arc<Ctr>, rec: &Record) {
+        let ran = match (rec.state.started_at, rec.state.finished_at) {
+            (Some(s), Some(f)) => (f - s).num_milliseconds(),
+            _ => 0,
+        };
+        let delay = {
+            let mut b = c.backoff_ms.lock().unwrap_or_else(|p| p.into_inner());
+            *b = if *b == 0 || ran >= 10_000 {
+                100
+            } else {
+                (*b * 2).min(60_000)
+            };
+            *b
+        };
+        let rec = c.update(|r| {
+            r.state.restarting = true;
+            r.state.status = "restarting".into();
+            r.clone()
+        });
+        let _ = self.persist(&rec);
+        let me = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let go = {
+                let _op = c.op.lock().await;
+                let r = c.rec();
+                let alive = me.table_read().by_id.contains_key(&c.id);
+                if alive && r.state.restarting && !r.manually_stopped {
+                    let rec = c.update(|r| {
+                        r.state.restarting = false;
+                        r.restart_count += 1;
+                        r.clone()
+                    });
+                    let _ = me.persist(&rec);
+                    true
+                } else {
+                    false
+                }
+            };
+            if go {
+                if let Err(e) = me.start_container(&c).await {
+                    tracing::warn!(id = %c.id, "restart: {}", e.message);
+                } else {
+                    me.ctr_event(&c.rec(), "restart", &[]);
+                }
+            }
+        });
     }
 
     /// After a daemon restart: reconnect to a container's shim, or record its exit.
@@ -964,7 +1058,15 @@ impl State {
         timeout: Option<i64>,
         signal: Option<i32>,
     ) -> Result<(), Error> {
-        let rec = c.rec();
+        let rec = c.update(|r| {
+            r.manually_stopped = true;
+            if r.state.restarting {
+                r.state.restarting = false;
+                r.state.status = "exited".into();
+            }
+            r.clone()
+        });
+        let _ = self.persist(&rec);
         if !rec.state.running {
             return Err(Error::not_modified("container already stopped"));
         }
@@ -986,6 +1088,7 @@ impl State {
             }
             let t = (secs >= 0).then(|| Duration::from_secs(secs as u64));
             if Self::wait_exit_after(c, seen, t).await {
+                self.ctr_event(&c.rec(), "stop", &[]);
                 return Ok(());
             }
         }
@@ -994,6 +1097,7 @@ impl State {
                 "tried to kill container, but did not receive an exit event",
             ));
         }
+        self.ctr_event(&c.rec(), "stop", &[]);
         Ok(())
     }
 
@@ -1011,10 +1115,14 @@ impl State {
                 Err(e) => return Err(e),
             }
         }
-        match self.start_container(c).await {
+        let r = match self.start_container(c).await {
             Err(e) if e.kind == berth_api::ErrorKind::NotModified => Ok(()),
             r => r,
+        };
+        if r.is_ok() {
+            self.ctr_event(&c.rec(), "restart", &[]);
         }
+        r
     }
 
     pub async fn kill_container(&self, c: &Arc<Ctr>, sig: i32) -> Result<(), Error> {
@@ -1025,11 +1133,17 @@ impl State {
                 c.id
             )));
         }
+        let rec = c.update(|r| {
+            r.manually_stopped = true;
+            r.clone()
+        });
+        let _ = self.persist(&rec);
         let client = ShimClient::new(&self.container_dir(&c.id));
         client.kill(sig).await.map_err(Error::from)?;
         if sig == libc::SIGKILL && rec.state.paused {
             let _ = client.resume().await;
         }
+        self.ctr_event(&rec, "kill", &[("signal", sig.to_string())]);
         Ok(())
     }
 
@@ -1066,7 +1180,9 @@ impl State {
             };
             r.clone()
         });
-        self.persist(&rec)
+        self.persist(&rec)?;
+        self.ctr_event(&rec, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     pub async fn rename_container(&self, c: &Arc<Ctr>, new: &str) -> Result<(), Error> {
@@ -1095,6 +1211,7 @@ impl State {
         self.persist(&rec)?;
         t.by_name.remove(&old);
         t.by_name.insert(new.to_string(), c.id.clone());
+        self.ctr_event(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
 
@@ -1122,6 +1239,7 @@ impl State {
                     if rec.state.paused { "unpause and then stop the container" } else { "stop the container" }
                 )));
             }
+            c.update(|r| r.manually_stopped = true);
             let seen = c.events.borrow().exits;
             let client = ShimClient::new(&self.container_dir(&c.id));
             if !Self::sigkill_and_wait(c, &client, rec.state.paused, seen).await {
@@ -1170,6 +1288,7 @@ impl State {
             }
         }
         c.events.send_modify(|e| e.removed = true);
+        self.ctr_event(&rec, "destroy", &[]);
         Ok(())
     }
 

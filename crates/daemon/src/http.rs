@@ -45,6 +45,7 @@ fn routes() -> Router<AppState> {
         .route("/_ping", get(s::ping).head(s::ping))
         .route("/version", get(s::version))
         .route("/info", get(s::info))
+        .route("/events", get(s::events))
         .route("/containers/create", post(c::create))
         .route("/containers/json", get(c::list))
         .route("/containers/prune", post(c::prune))

@@ -3,6 +3,7 @@
 mod config;
 mod containers;
 mod error;
+mod events;
 mod exec;
 mod handlers;
 mod http;

@@ -24,6 +24,7 @@ pub struct State {
     pub execs: RwLock<HashMap<String, Arc<Exec>>>,
     pub daemon_id: String,
     pub networks: crate::networks::Networks,
+    pub events: crate::events::Bus,
 }
 
 /// Containers by id, plus the name index. One lock so a name is never claimed twice.
@@ -89,6 +90,7 @@ impl State {
             execs: RwLock::new(HashMap::new()),
             daemon_id,
             networks,
+            events: Default::default(),
         })
     }
 
@@ -111,6 +113,12 @@ impl State {
                 && c.rec().state.status == "exited"
             {
                 let _ = self.clone().remove_container(&c, true).await;
+            } else if Self::should_restart(&c.rec(), true) {
+                // Restart policies hold across daemon restarts (docker's restore).
+                c.update(|r| r.state.restarting = false);
+                if let Err(e) = self.start_container(&c).await {
+                    tracing::warn!(id = %c.id, "restart policy: {}", e.message);
+                }
             }
         }
         self.net_gc().await;
@@ -166,6 +174,18 @@ impl State {
     pub fn cgroup_path(&self, id: &str) -> String {
         let parent = self.cfg.cgroup_parent.as_deref().unwrap_or("/berth");
         format!("/{}/{id}", parent.trim_matches('/'))
+    }
+
+    /// Publishes a container event with docker's attributes: image, name, the container's
+    /// labels, and `extra` (exitCode, signal, ...).
+    pub fn ctr_event(&self, rec: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut a: HashMap<String, String> = rec.config.labels.clone().unwrap_or_default();
+        a.insert("image".into(), rec.config.image.clone().unwrap_or_default());
+        a.insert("name".into(), rec.name.clone());
+        for (k, v) in extra {
+            a.insert(k.to_string(), v.clone());
+        }
+        self.events.publish("container", action, &rec.id, a);
     }
 
     pub fn container_dir(&self, id: &str) -> PathBuf {

@@ -54,6 +54,14 @@ fn status_string(r: &Record) -> String {
     if s.status == "removing" {
         return "Removal In Progress".into();
     }
+    if s.restarting {
+        let ago = s.finished_at.map(|f| (now - f).num_seconds()).unwrap_or(0);
+        return format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            util::human_duration(ago)
+        );
+    }
     if s.status == "created" && !r.has_started {
         return "Created".into();
     }
@@ -202,6 +210,11 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
         }
         let ok = match k.as_str() {
             "id" => vals.iter().any(|v| r.id.starts_with(v.as_str())),
+            "network" => vals.iter().any(|v| {
+                r.networks
+                    .iter()
+                    .any(|(n, e)| n == v || e.network_id.starts_with(v.as_str()))
+            }),
             "name" => vals.iter().any(|v| {
                 let v = v.strip_prefix('/').unwrap_or(v);
                 r.name.contains(v)
@@ -258,7 +271,7 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
                 ok
             }
             "is-task" => vals.iter().any(|v| v == "false"),
-            "volume" | "network" | "publish" | "expose" | "health" => true,
+            "volume" | "publish" | "expose" | "health" => true,
             other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
         };
         if !ok {

@@ -73,6 +73,12 @@ pub async fn create(State(st): State<AppState>, p: Params, req: Request) -> ApiR
             )
         })
         .await?;
+        st.events.publish(
+            "image",
+            "import",
+            &id,
+            std::collections::HashMap::from([("name".to_string(), id.clone())]),
+        );
         return Ok(json_lines(vec![serde_json::json!({"status": id})]));
     }
     if let Some(img) = p.get("fromImage") {
@@ -184,7 +190,19 @@ pub async fn post_dispatch(
             )));
         }
         let images = st.images.clone();
-        blocking(move || images.tag(&name, &repo, tag.as_deref())).await?;
+        let (n2, r2, t2) = (name.clone(), repo.clone(), tag.clone());
+        blocking(move || images.tag(&n2, &r2, t2.as_deref())).await?;
+        let images = st.images.clone();
+        let id = blocking(move || images.resolve(&name).map(|i| i.id))
+            .await
+            .unwrap_or_default();
+        let full = format!("{repo}:{}", tag.unwrap_or_else(|| "latest".into()));
+        st.events.publish(
+            "image",
+            "tag",
+            &id,
+            std::collections::HashMap::from([("name".to_string(), full)]),
+        );
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
@@ -206,5 +224,19 @@ pub async fn delete(
     let st2 = st.clone();
     let r = blocking(move || images.remove(&name, force, noprune, &|id: &str| st2.image_user(id)))
         .await?;
+    if let Ok(v) = serde_json::to_value(&r) {
+        for item in v.as_array().into_iter().flatten() {
+            for (k, action) in [("Untagged", "untag"), ("Deleted", "delete")] {
+                if let Some(x) = item.get(k).and_then(|x| x.as_str()) {
+                    st.events.publish(
+                        "image",
+                        action,
+                        x,
+                        std::collections::HashMap::from([("name".to_string(), x.to_string())]),
+                    );
+                }
+            }
+        }
+    }
     Ok(json(StatusCode::OK, &r))
 }

@@ -79,6 +79,17 @@ fn network_json(st: &St, r: &NetRecord, with_containers: bool) -> Value {
     })
 }
 
+fn net_event(st: &St, r: &NetRecord, action: &str, container: Option<&str>) {
+    let mut a = HashMap::from([
+        ("name".to_string(), r.name.clone()),
+        ("type".to_string(), r.driver.clone()),
+    ]);
+    if let Some(c) = container {
+        a.insert("container".into(), c.to_string());
+    }
+    st.events.publish("network", action, &r.id, a);
+}
+
 fn label_match(labels: &HashMap<String, String>, v: &str) -> bool {
     match v.split_once('=') {
         Some((k, val)) => labels.get(k).map(|x| x == val).unwrap_or(false),
@@ -212,6 +223,7 @@ pub async fn create(
     };
     let st2 = st.clone();
     let rec = blocking(move || st2.networks.create(req)).await?;
+    net_event(&st, &rec, "create", None);
     Ok(json(
         StatusCode::CREATED,
         &j!({"Id": rec.id, "Warning": ""}),
@@ -238,7 +250,9 @@ pub async fn remove(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
         return Err(active_error(&n.rec).into());
     }
     let st2 = st.clone();
+    let rec = n.rec.clone();
     blocking(move || st2.networks.remove(&n)).await?;
+    net_event(&st, &rec, "destroy", None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -272,7 +286,10 @@ pub async fn prune(State(st): State<AppState>, p: Params) -> ApiResult<Response>
         let name = n.rec.name.clone();
         let n2: Arc<Net> = n.clone();
         match blocking(move || st2.networks.remove(&n2)).await {
-            Ok(()) => deleted.push(name),
+            Ok(()) => {
+                net_event(&st, &n.rec, "destroy", None);
+                deleted.push(name)
+            }
             Err(e) => tracing::warn!("prune {name}: {}", e.message),
         }
     }
@@ -315,6 +332,7 @@ pub async fn connect(
         .filter(|s| !s.is_empty());
     st.connect_network(&c, &n, ec.aliases.unwrap_or_default(), ip)
         .await?;
+    net_event(&st, &n.rec, "connect", Some(&c.id));
     Ok(StatusCode::OK.into_response())
 }
 
@@ -334,5 +352,6 @@ pub async fn disconnect(
     let n = st.networks.find(&id)?;
     let c = st.lookup(&b.container)?;
     st.disconnect_network(&c, &n).await?;
+    net_event(&st, &n.rec, "disconnect", Some(&c.id));
     Ok(StatusCode::OK.into_response())
 }

@@ -197,3 +197,80 @@ pub async fn info(State(st): State<AppState>) -> ApiResult<Response> {
     };
     Ok(json(StatusCode::OK, &info))
 }
+
+/// GET /events: history since `since`, then live events until `until` (or forever), one JSON
+/// object per line, filtered.
+pub async fn events(State(st): State<AppState>, p: crate::http::Params) -> ApiResult<Response> {
+    use berth_api::Error;
+    use futures::StreamExt;
+    let f = p.filters()?;
+    let now = chrono::Utc::now();
+    let parse = |k: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        match p.get(k).filter(|s| !s.is_empty()) {
+            Some(v) => berth_runtime::logfile::parse_since(v, now)
+                .map(Some)
+                .map_err(Error::from),
+            None => Ok(None),
+        }
+    };
+    let since = parse("since")?;
+    let until = parse("until")?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(Error::invalid("`since` time must be before `until` time").into());
+        }
+    }
+    let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap_or(0);
+    let (hist, rx) = st.events.subscribe();
+    let past: Vec<crate::events::Event> = match since {
+        Some(s) => hist
+            .into_iter()
+            .filter(|e| e.time_nano >= ns(s))
+            .filter(|e| until.map(|u| e.time_nano <= ns(u)).unwrap_or(true))
+            .filter(|e| crate::events::matches(e, &f))
+            .collect(),
+        None => vec![],
+    };
+    let line = |e: &crate::events::Event| {
+        let mut v = serde_json::to_vec(e).unwrap_or_default();
+        v.push(b'\n');
+        Ok::<_, std::io::Error>(bytes::Bytes::from(v))
+    };
+    let head = futures::stream::iter(past.iter().map(line).collect::<Vec<_>>());
+    let live_until = until.filter(|u| *u > now);
+    let live = if until.is_some() && live_until.is_none() {
+        futures::stream::empty().boxed()
+    } else {
+        let deadline = live_until.map(|u| {
+            tokio::time::Instant::now() + (u - now).to_std().unwrap_or(std::time::Duration::ZERO)
+        });
+        futures::stream::unfold((rx, f, deadline), move |(mut rx, f, deadline)| async move {
+            loop {
+                let next = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                        Ok(r) => r,
+                        Err(_) => return None,
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
+                    Ok(e) if crate::events::matches(&e, &f) => {
+                        let mut v = serde_json::to_vec(&e).unwrap_or_default();
+                        v.push(b'\n');
+                        return Some((Ok(bytes::Bytes::from(v)), (rx, f, deadline)));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .boxed()
+    };
+    let body = axum::body::Body::from_stream(head.chain(live));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_default())
+}
