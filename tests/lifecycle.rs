@@ -221,3 +221,95 @@ fn events_show_the_lifecycle_in_order() {
     );
     assert!(t.contains("exitCode=4"), "{t}");
 }
+
+#[test]
+fn health_checks() {
+    let d = Daemon::start();
+    d.busybox();
+    let since = now_secs().to_string();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 600",
+    ]);
+    d.eventually("healthy", || {
+        d.field("hc", "{{.State.Health.Status}}") == "healthy"
+    });
+    let out = d.field("hc", "{{(index .State.Health.Log 0).Output}}");
+    assert_eq!(out.trim(), "fine");
+    let ps = d.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    assert_eq!(
+        d.ok(&["ps", "-q", "--filter", "health=healthy"])
+            .lines()
+            .count(),
+        1
+    );
+    d.ok(&["exec", "hc", "rm", "/tmp/ok"]);
+    d.eventually("unhealthy", || {
+        d.field("hc", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    let streak: i64 = d
+        .field("hc", "{{.State.Health.FailingStreak}}")
+        .parse()
+        .unwrap();
+    assert!(streak >= 2);
+    // A probe over its timeout is a failure with docker's message.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    d.eventually("timed out probe", || {
+        d.field("slow", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    let out = d.field("slow", "{{(index .State.Health.Log 0).Output}}");
+    assert!(out.contains("Health check exceeded timeout"), "{out}");
+    // --no-healthcheck and no probe: no Health at all.
+    let id = d.ok(&["run", "-d", "--no-healthcheck", "busybox", "sleep", "600"]);
+    assert_eq!(
+        d.dok(&["inspect", "-f", "{{json .State.Health}}", &id]),
+        "null"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let until = now_secs().to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=hc",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(ev.contains("health_status: healthy"), "{ev}");
+    assert!(ev.contains("health_status: unhealthy"), "{ev}");
+    // The docker CLI shows it too.
+    let o = d.dok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+    assert_eq!(o, "unhealthy");
+}

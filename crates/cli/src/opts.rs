@@ -376,7 +376,44 @@ pub fn build(
                 endpoints_config: Some(HashMap::from([(net_name.clone(), ep)])),
             }
         });
+    let dur = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
+        match v {
+            None => Ok(None),
+            Some(s) => crate::units::parse_go_duration(s)
+                .map(|d| Some(d.as_nanos() as i64))
+                .ok_or_else(|| format!("invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\"")),
+        }
+    };
+    let health_opts = o.health_interval.is_some()
+        || o.health_timeout.is_some()
+        || o.health_retries.is_some()
+        || o.health_start_period.is_some()
+        || o.health_start_interval.is_some();
+    if o.no_healthcheck && (o.health_cmd.is_some() || health_opts) {
+        return Err("--no-healthcheck conflicts with --health-* options".into());
+    }
+    let healthcheck = if o.no_healthcheck {
+        Some(bollard::models::HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        })
+    } else if o.health_cmd.is_some() || health_opts {
+        Some(bollard::models::HealthConfig {
+            test: o
+                .health_cmd
+                .as_ref()
+                .map(|c| vec!["CMD-SHELL".to_string(), c.clone()]),
+            interval: dur("health-interval", &o.health_interval)?,
+            timeout: dur("health-timeout", &o.health_timeout)?,
+            retries: o.health_retries,
+            start_period: dur("health-start-period", &o.health_start_period)?,
+            start_interval: dur("health-start-interval", &o.health_start_interval)?,
+        })
+    } else {
+        None
+    };
     let body = ContainerCreateBody {
+        healthcheck,
         hostname: o.hostname.clone(),
         domainname: o.domainname.clone(),
         user: o.user.clone(),

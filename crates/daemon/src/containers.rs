@@ -56,6 +56,8 @@ pub struct CState {
     pub error: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Counters watchers use to wait for exits and removal.
@@ -371,7 +373,21 @@ impl State {
             stdin_once: Some(body.stdin_once.unwrap_or(false)),
             env: Some(env),
             cmd: (!cmd.is_empty()).then_some(cmd),
-            healthcheck: body.healthcheck.clone().or(icfg.healthcheck.clone()),
+            // Docker merges field by field: `--health-interval` alone keeps the image's test.
+            healthcheck: match (body.healthcheck.clone(), icfg.healthcheck.clone()) {
+                (Some(mut u), Some(i)) => {
+                    if u.test.as_ref().map(|t| t.is_empty()).unwrap_or(true) {
+                        u.test = i.test;
+                    }
+                    u.interval = u.interval.filter(|v| *v != 0).or(i.interval);
+                    u.timeout = u.timeout.filter(|v| *v != 0).or(i.timeout);
+                    u.start_period = u.start_period.filter(|v| *v != 0).or(i.start_period);
+                    u.start_interval = u.start_interval.filter(|v| *v != 0).or(i.start_interval);
+                    u.retries = u.retries.filter(|v| *v != 0).or(i.retries);
+                    Some(u)
+                }
+                (u, i) => u.or(i),
+            },
             args_escaped: None,
             image: Some(image_ref.clone()),
             volumes: (!volumes.is_empty()).then_some(volumes),
@@ -838,6 +854,7 @@ impl State {
         let me = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move { me.monitor(c2, client).await });
+        self.start_health(c);
         Ok(())
     }
 

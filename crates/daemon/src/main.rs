@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod exec;
 mod handlers;
+mod health;
 mod http;
 mod networks;
 mod state;

@@ -459,6 +459,21 @@ pub fn parse_detach_keys(s: &str) -> Option<Vec<u8>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// A duration as Go's time.Duration prints it ("30s", "1m30s", "1.5s"), for docker's messages.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if !ms.is_multiple_of(1000) || ms < 1000 {
+        return format!("{}s", d.as_secs_f64());
+    }
+    let s = ms / 1000;
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,11 @@ fn status_string(r: &Record) -> String {
         let mut out = format!("Up {}", util::human_duration(since));
         if s.paused {
             out.push_str(" (Paused)");
+        } else if let Some(h) = &s.health {
+            out.push_str(&match h.status.as_str() {
+                "starting" => " (health: starting)".to_string(),
+                st => format!(" ({st})"),
+            });
         }
         return out;
     }
@@ -271,7 +276,16 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
                 ok
             }
             "is-task" => vals.iter().any(|v| v == "false"),
-            "volume" | "publish" | "expose" | "health" => true,
+            "health" => {
+                let h = r
+                    .state
+                    .health
+                    .as_ref()
+                    .map(|h| h.status.as_str())
+                    .unwrap_or("none");
+                vals.iter().any(|v| v == h)
+            }
+            "volume" | "publish" | "expose" => true,
             other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -404,6 +418,11 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
         .map_err(|e| Error::internal(e.to_string()))?;
     // The default bridge's address is also at the top of NetworkSettings (deprecated in
     // docker's API but still read by many scripts: `{{.NetworkSettings.IPAddress}}`).
+    if let Some(h) = &r.state.health {
+        if let Some(stv) = v.get_mut("State").and_then(|s| s.as_object_mut()) {
+            stv.insert("Health".into(), h.to_json());
+        }
+    }
     if let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) {
         let e = r.networks.get("bridge");
         let f = |x: Option<String>| serde_json::Value::String(x.unwrap_or_default());
