@@ -21,6 +21,11 @@ BERTH_BIN=${BERTH_BIN:-$REPO/target/release}
 # (HOST-NOTES), and we must never touch docker0 or another engine's bridge.
 BENCH_BRIDGE=bbench0
 BENCH_BRIDGE_CIDR=10.254.77.1/24
+# berthd's default bridge, also our own so it never collides with a berth0 (or anything else)
+# on the host. Like dockerd with docker0, berthd keeps its bridge and its nftables table
+# (berth-<bridge>) across restarts, so engines_down deletes both.
+BERTH_BRIDGE=bbberth0
+BERTH_BRIDGE_CIDR=10.254.78.1/24
 export BENCH_SRC REPO BENCH_DIR BENCH_RESULTS BENCH_ENGINES BERTH_BIN
 
 B_SOCK=$BENCH_DIR/berth/sock
@@ -82,8 +87,11 @@ berth_up() {
   [ -x "$BERTH_BIN/berthd" ] || { echo "no $BERTH_BIN/berthd: cargo build --release --workspace --bins" >&2; return 1; }
   mkdir -p "$BENCH_DIR/berth"
   log "starting berthd"
-  "$BERTH_BIN/berthd" --root "$BENCH_DIR/berth/root" --exec-root "$BENCH_DIR/berth/run" \
-    -H "unix://$B_SOCK" --pidfile "$BENCH_DIR/berth/pid" >>"$BENCH_DIR/berth/log" 2>&1 &
+  # setsid (here and for dockerd): a Ctrl-C to the bench must not reach the daemons, which
+  # would shut down before engines_down could remove their containers.
+  setsid "$BERTH_BIN/berthd" --root "$BENCH_DIR/berth/root" --exec-root "$BENCH_DIR/berth/run" \
+    -H "unix://$B_SOCK" --pidfile "$BENCH_DIR/berth/pid" \
+    --bridge "$BERTH_BRIDGE" --bip "$BERTH_BRIDGE_CIDR" >>"$BENCH_DIR/berth/log" 2>&1 &
   _wait_sock "$B_SOCK" berth_cli version || { echo "berthd did not start; see $BENCH_DIR/berth/log" >&2; return 1; }
   _bench_started+=(berth)
 }
@@ -97,9 +105,12 @@ docker_up() {
     ip link set "$BENCH_BRIDGE" up
   fi
   log "starting dockerd"
-  dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
+  # --iptables=false: we must not edit the host's iptables tables. The userland proxy stays on
+  # (dockerd's default), so published ports work the way a default docker does when it cannot
+  # use iptables: through one docker-proxy process per port (bench/net.sh measures that).
+  setsid dockerd --data-root "$BENCH_DIR/docker/data" --exec-root "$BENCH_DIR/docker/exec" \
     --pidfile "$BENCH_DIR/docker/pid" -H "unix://$D_SOCK" --bridge="$BENCH_BRIDGE" \
-    --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
+    --iptables=false --ip6tables=false --ip-masq=false \
     --log-level warn >>"$BENCH_DIR/docker/log" 2>&1 &
   _wait_sock "$D_SOCK" docker_cli version || { echo "dockerd did not start; see $BENCH_DIR/docker/log" >&2; return 1; }
   _bench_started+=(docker)
@@ -188,6 +199,8 @@ engines_down() {
         rm_all berth
         _kill_pidfile "$BENCH_DIR/berth/pid"
         _umount_under "$BENCH_DIR/berth"
+        ip link del "$BERTH_BRIDGE" 2>/dev/null
+        nft delete table ip "berth-$BERTH_BRIDGE" 2>/dev/null
         ;;
       docker)
         rm_all docker
@@ -203,7 +216,9 @@ engines_down() {
           find /sys/fs/cgroup/*/libpod_parent -depth -type d -exec rmdir {} \; 2>/dev/null
         fi
         if ! grep -qx /run/containers "$P_DIR/.pre" 2>/dev/null; then
-          rmdir /run/containers/networks /run/containers 2>/dev/null
+          # netavark keeps its IPAM state there once a container used a bridge (bench/net.sh).
+          rm -f /run/containers/networks/ipam.db
+          rmdir /run/containers/networks/aardvark-dns /run/containers/networks /run/containers 2>/dev/null
         fi
         rm -f "$P_DIR/.pre"
         ;;

@@ -16,3 +16,13 @@ if [ "${BERTH_SKIP_PY:-}" != 1 ] && ! python3 -c 'import docker' 2>/dev/null; th
   echo "deps: installing docker-py" >&2
   python3 -m pip install -q docker >/dev/null
 fi
+# docker-compose v1 (Python, from PyPI) for the compose interop test, in a venv of its own:
+# it needs docker-py < 7 with requests < 2.32 (http+docker URLs), and PyYAML 5.4 which only
+# builds with Cython < 3.
+if [ "${BERTH_SKIP_PY:-}" != 1 ] && [ ! -x /opt/berth-compose/bin/docker-compose ]; then
+  echo "deps: installing docker-compose 1.29.2 into /opt/berth-compose" >&2
+  python3 -m venv /opt/berth-compose
+  /opt/berth-compose/bin/pip install -q "cython<3.0.0" wheel >/dev/null
+  /opt/berth-compose/bin/pip install -q --no-build-isolation "pyyaml==5.4.1" >/dev/null
+  /opt/berth-compose/bin/pip install -q "docker-compose==1.29.2" "docker<7" "requests<2.32" "urllib3<2" >/dev/null
+fi

@@ -526,6 +526,12 @@ pub struct ContainerOpts {
     /// Mount a tmpfs directory
     #[arg(long, value_name = "list")]
     pub tmpfs: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long, value_name = "mount")]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from", value_name = "list")]
+    pub volumes_from: Vec<String>,
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long, value_name = "list")]
     pub publish: Vec<String>,

@@ -4,6 +4,7 @@ mod args;
 mod client;
 mod cmd;
 mod jsonfmt;
+mod mounts;
 mod opts;
 mod stream;
 mod table;

@@ -308,8 +308,15 @@ pub fn build(
     });
 
     // `-v /data` is an anonymous volume (Config.Volumes); `-v src:dst[:opts]` a bind.
-    let (binds, anonymous): (Vec<String>, Vec<String>) =
-        o.volume.iter().cloned().partition(|v| v.contains(':'));
+    let (binds, anonymous) = crate::mounts::split_volumes(&o.volume)?;
+    let mounts = o
+        .mount
+        .iter()
+        .map(|m| {
+            crate::mounts::parse_mount(m)
+                .map_err(|e| format!("invalid argument \"{m}\" for \"--mount\" flag: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let mut log_opts = HashMap::new();
     for kv in &o.log_opt {
         match kv.split_once('=') {
@@ -349,6 +356,8 @@ pub fn build(
         restart_policy: Some(restart),
         binds: (!binds.is_empty()).then_some(binds),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        volumes_from: (!o.volumes_from.is_empty()).then(|| o.volumes_from.clone()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         dns: (!o.dns.is_empty()).then(|| o.dns.clone()),
         dns_search: (!o.dns_search.is_empty()).then(|| o.dns_search.clone()),

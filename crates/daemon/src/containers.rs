@@ -41,6 +41,9 @@ pub struct Record {
     /// Ports published while running, by "port/proto".
     #[serde(default)]
     pub published: std::collections::BTreeMap<String, Vec<crate::networks::Published>>,
+    /// Volumes, binds and tmpfs mounts (docker's MountPoints), planned at create.
+    #[serde(default)]
+    pub mounts: Vec<berth_volume::MountPoint>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -343,6 +346,7 @@ impl State {
         exposed.extend(body.exposed_ports.clone().unwrap_or_default());
         let mut volumes = icfg.volumes.clone().unwrap_or_default();
         volumes.extend(body.volumes.clone().unwrap_or_default());
+        let mounts = self.plan_mounts(&hc, &volumes)?;
         let hostname = match body.hostname.as_deref() {
             Some(h) if !h.is_empty() => h.to_string(),
             _ if hc.network_mode.as_deref() == Some("host") => nix::unistd::gethostname()
@@ -432,6 +436,7 @@ impl State {
             networks: networks.clone(),
             published: Default::default(),
             manually_stopped: false,
+            mounts: mounts.clone(),
         };
 
         let dir = self.container_dir(&id);
@@ -471,6 +476,10 @@ impl State {
             t.by_id.insert(id.clone(), c.clone());
             c
         };
+        if let Err(e) = self.create_volumes(&mounts) {
+            let _ = self.remove_container(&ctr, true).await;
+            return Err(e);
+        }
         self.ctr_event(&ctr.rec(), "create", &[]);
         Ok(id)
     }
@@ -724,7 +733,8 @@ impl State {
         });
         let net = net?;
         let rec = &nrec;
-        let mounts = self.etc_files(rec, dir, &net)?;
+        let mut mounts = self.etc_files(rec, dir, &net)?;
+        self.setup_mounts(rec, &rootfs, &mut mounts).await?;
         let hc = &rec.host_config;
         let cfg = &rec.config;
         let mut args = vec![rec.path.clone()];
@@ -782,7 +792,8 @@ impl State {
         let t_mount = t0.elapsed();
         let spec_path = dir.join("config.json");
         let spec = tokio::task::spawn_blocking(move || {
-            let spec = berth_runtime::spec::generate(&opts)?;
+            let mut spec = berth_runtime::spec::generate(&opts)?;
+            crate::volumes::apply_propagation(&mut spec, &opts.rootfs)?;
             spec.save(&spec_path)
                 .map_err(|e| Error::internal(format!("writing config.json: {e}")))?;
             Ok::<_, Error>(())
@@ -903,6 +914,7 @@ impl State {
         let d = self.container_dir(&c.id);
         let _ =
             tokio::task::spawn_blocking(move || berth_image::ImageStore::unmount_rootfs(&d)).await;
+        self.release_volumes(&rec);
         c.events.send_modify(|e| {
             e.exits += 1;
             e.last_exit = st.exit_code as i64;
@@ -1232,11 +1244,22 @@ impl State {
         Ok(())
     }
 
-    /// DELETE /containers/{id}
+    /// Removes a container; an auto-removed (`--rm`) one takes its anonymous volumes along.
     pub async fn remove_container(
         self: &Arc<Self>,
         c: &Arc<Ctr>,
         force: bool,
+    ) -> Result<(), Error> {
+        let v = c.rec().host_config.auto_remove.unwrap_or(false);
+        self.remove_container_v(c, force, v).await
+    }
+
+    /// DELETE /containers/{id}; `remove_volumes` is `rm -v` (anonymous volumes go too).
+    pub async fn remove_container_v(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        force: bool,
+        remove_volumes: bool,
     ) -> Result<(), Error> {
         let _op = c.op.lock().await;
         let rec = c.rec();
@@ -1289,6 +1312,9 @@ impl State {
             if t.by_name.get(&name) == Some(&c.id) {
                 t.by_name.remove(&name);
             }
+        }
+        if remove_volumes {
+            self.remove_anonymous_volumes(&rec);
         }
         let exec_ids: Vec<String> = self
             .execs

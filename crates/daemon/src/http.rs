@@ -61,6 +61,7 @@ fn routes() -> Router<AppState> {
         .route("/containers/{id}/pause", post(c::pause))
         .route("/containers/{id}/unpause", post(c::unpause))
         .route("/containers/{id}/top", get(c::top))
+        .route("/containers/{id}/stats", get(handlers::stats::stats))
         .route("/containers/{id}/logs", get(c::logs))
         .route("/containers/{id}/changes", get(c::changes))
         .route("/containers/{id}/export", get(c::export))
@@ -70,6 +71,13 @@ fn routes() -> Router<AppState> {
         .route("/exec/{id}/start", post(e::start))
         .route("/exec/{id}/resize", post(e::resize))
         .route("/exec/{id}/json", get(e::inspect))
+        .route("/volumes", get(handlers::volumes::list))
+        .route("/volumes/create", post(handlers::volumes::create))
+        .route("/volumes/prune", post(handlers::volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(handlers::volumes::inspect).delete(handlers::volumes::remove),
+        )
         .route("/networks", get(n::list))
         .route("/networks/create", post(n::create))
         .route("/networks/prune", post(n::prune))

@@ -12,6 +12,7 @@ mod networks;
 mod state;
 mod stream;
 mod util;
+mod volumes;
 
 use anyhow::{bail, Context};
 use clap::Parser;

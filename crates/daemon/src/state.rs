@@ -24,6 +24,7 @@ pub struct State {
     pub execs: RwLock<HashMap<String, Arc<Exec>>>,
     pub daemon_id: String,
     pub networks: crate::networks::Networks,
+    pub volumes: Arc<berth_volume::VolumeStore>,
     pub events: crate::events::Bus,
 }
 
@@ -73,6 +74,10 @@ impl State {
             cfg.bip.as_deref(),
         )
         .context("loading networks")?;
+        let volumes = Arc::new(
+            berth_volume::VolumeStore::open(&root, db.clone())
+                .map_err(|e| anyhow::anyhow!("opening volume store: {e}"))?,
+        );
         let mut table = Table::default();
         for (id, rec) in db.list::<Record>(CONTAINERS_TABLE)? {
             table.by_name.insert(rec.name.clone(), id.clone());
@@ -90,6 +95,7 @@ impl State {
             execs: RwLock::new(HashMap::new()),
             daemon_id,
             networks,
+            volumes,
             events: Default::default(),
         })
     }

@@ -8,6 +8,7 @@ pub mod logfile;
 pub mod proto;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod user;
 
 pub use error::{Result, RuntimeError};

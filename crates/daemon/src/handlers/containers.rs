@@ -30,8 +30,15 @@ fn ts(t: &Option<DateTime<Utc>>) -> String {
 pub async fn create(
     State(st): State<AppState>,
     p: Params,
-    JsonBody(body): JsonBody<ContainerCreateBody>,
+    JsonBody(raw): JsonBody<serde_json::Value>,
 ) -> ApiResult<Response> {
+    // Unknown mount types get docker's message, not a JSON decoding error.
+    berth_volume::spec::check_raw_mount_types(&raw)?;
+    let body: ContainerCreateBody = if raw.is_null() {
+        ContainerCreateBody::default()
+    } else {
+        serde_json::from_value(raw).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?
+    };
     let name = p.get("name").filter(|n| !n.is_empty()).map(String::from);
     let id = st.create_container(name, body).await?;
     Ok(json(
@@ -195,7 +202,7 @@ fn summary(r: &Record) -> models::ContainerSummary {
         network_settings: Some(models::ContainerSummaryNetworkSettings {
             networks: Some(network_settings(r)),
         }),
-        mounts: Some(vec![]),
+        mounts: Some(crate::volumes::api_mounts(r)),
         ..Default::default()
     }
 }
@@ -285,7 +292,12 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
                     .unwrap_or("none");
                 vals.iter().any(|v| v == h)
             }
-            "volume" | "publish" | "expose" => true,
+            "volume" => vals.iter().any(|v| {
+                r.mounts
+                    .iter()
+                    .any(|m| (!m.name.is_empty() && &m.name == v) || &m.destination == v)
+            }),
+            "publish" | "expose" => true,
             other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -388,7 +400,7 @@ pub fn inspect_record(st: &St, r: &Record) -> models::ContainerInspectResponse {
             name: "overlay2".into(),
             data: gd,
         }),
-        mounts: Some(vec![]),
+        mounts: Some(crate::volumes::api_mounts(r)),
         config: Some(r.config.clone()),
         network_settings: Some(models::NetworkSettings {
             sandbox_id: Some(
@@ -575,7 +587,8 @@ pub async fn remove(
     if p.bool("link", false) {
         return Err(ApiError(Error::not_implemented("links are not supported")));
     }
-    st.remove_container(&c, p.bool("force", false)).await?;
+    st.remove_container_v(&c, p.bool("force", false), p.bool("v", false))
+        .await?;
     Ok(no_content())
 }
 

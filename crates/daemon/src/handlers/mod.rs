@@ -5,7 +5,9 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod networks;
+pub mod stats;
 pub mod system;
+pub mod volumes;
 
 use berth_api::Error;
 
