@@ -266,7 +266,7 @@ fn default_bridge_nat_and_published_ports() {
     assert!(!links_on(&d.bridge).is_empty());
     assert!(nft_table(&d).contains("dnat"), "{}", nft_table(&d));
     d.ok(&["rm", "-f", "web"]);
-    assert_eq!(links_on(&d.bridge), "");
+    d.eventually("veths gone", || links_on(&d.bridge).is_empty());
     assert!(!nft_table(&d).contains("dnat"), "{}", nft_table(&d));
     assert!(
         std::fs::read_dir(d.exec_root.join("netns"))
@@ -823,7 +823,7 @@ fn network_options_and_modes() {
     // Stop and start: the network comes back (and the old address is free meanwhile).
     d.ok(&["stop", "-t", "1", "pub"]);
     assert_eq!(d.field(&id, "{{.NetworkSettings.IPAddress}}"), "");
-    assert_eq!(links_on(&d.bridge), "");
+    d.eventually("veths gone", || links_on(&d.bridge).is_empty());
     d.ok(&["start", "pub"]);
     let p2: u16 = d
         .ok(&["port", "pub", "80"])
@@ -879,7 +879,7 @@ fn network_options_and_modes() {
         "link",
     ]);
     assert!(o.contains(&d.bridge), "{o}");
-    assert_eq!(links_on(&d.bridge), "");
+    d.eventually("veths gone", || links_on(&d.bridge).is_empty());
     // none: loopback only.
     let o = d.ok(&[
         "run",

@@ -676,7 +676,7 @@ impl State {
                     128
                 };
                 let mut nrec = c.rec();
-                self.net_teardown(&mut nrec).await;
+                self.net_teardown(&mut nrec, true).await;
                 c.update(|r| {
                     r.networks = nrec.networks.clone();
                     r.published = nrec.published.clone();
@@ -891,7 +891,7 @@ impl State {
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_else(|_| Utc::now());
         let mut nrec = c.rec();
-        self.net_teardown(&mut nrec).await;
+        self.net_teardown(&mut nrec, false).await;
         let rec = c.update(|r| {
             r.networks = nrec.networks.clone();
             r.published = nrec.published.clone();

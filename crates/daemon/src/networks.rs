@@ -631,7 +631,7 @@ impl State {
         }
         let r = self.net_setup_inner(rec).await;
         if r.is_err() {
-            self.net_teardown(rec).await;
+            self.net_teardown(rec, true).await;
         }
         r
     }
@@ -934,9 +934,15 @@ impl State {
         None
     }
 
-    /// Undoes [`net_setup`]: DNS, published ports, veths, namespace, addresses. Best effort;
+    /// Undoes [`net_setup`]: DNS, published ports, namespace, veths, addresses. Best effort;
     /// failures are logged.
-    pub async fn net_teardown(self: &Arc<Self>, rec: &mut Record) {
+    ///
+    /// Deleting a veth waits for an RCU grace period in the kernel (~30 ms here), so on a
+    /// normal exit (`sync` false) the veths are not deleted: unpinning the namespace lets the
+    /// kernel destroy them with it, off our path, and each address goes back to its pool only
+    /// once its veth is gone (no duplicate address on the bridge, ever). After a failed start
+    /// (`sync` true) they are deleted at once so a retry gets the same address.
+    pub async fn net_teardown(self: &Arc<Self>, rec: &mut Record, sync: bool) {
         let live = self
             .nets()
             .live
@@ -959,9 +965,11 @@ impl State {
                     tracing::warn!(%id, "removing port rules: {e}");
                 }
             }
-            for v in veths {
-                if let Err(e) = link::delete(&v) {
-                    tracing::warn!(%id, "deleting {v}: {e}");
+            if sync {
+                for v in veths {
+                    if let Err(e) = link::delete(&v) {
+                        tracing::warn!(%id, "deleting {v}: {e}");
+                    }
                 }
             }
             if let Err(e) = netns::remove(&path) {
@@ -969,13 +977,19 @@ impl State {
             }
         })
         .await;
+        let mut pending = Vec::new();
         for ep in rec.networks.values_mut() {
             if let (Some(net), Some(ip)) = (
                 self.nets().by_id(&ep.network_id),
                 ep.ip.as_deref().and_then(|s| s.parse::<Ipv4Addr>().ok()),
             ) {
-                if let Some(p) = net.pool().as_mut() {
-                    p.release(ip);
+                match ep.host_veth.clone() {
+                    Some(v) if !sync => pending.push((net, ip, v)),
+                    _ => {
+                        if let Some(p) = net.pool().as_mut() {
+                            p.release(ip);
+                        }
+                    }
                 }
             }
             ep.ip = None;
@@ -986,6 +1000,29 @@ impl State {
             ep.endpoint_id = String::new();
         }
         rec.published.clear();
+        if !pending.is_empty() {
+            tokio::spawn(async move {
+                for (net, ip, veth) in pending {
+                    // The kernel's namespace cleanup usually takes tens of ms; after 10 s
+                    // (something else holds the namespace) delete the veth ourselves.
+                    let mut gone = false;
+                    for _ in 0..1000 {
+                        if !link::exists(&veth) {
+                            gone = true;
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    if !gone {
+                        let v = veth.clone();
+                        let _ = tokio::task::spawn_blocking(move || link::delete(&v)).await;
+                    }
+                    if let Some(p) = net.pool().as_mut() {
+                        p.release(ip);
+                    }
+                }
+            });
+        }
     }
 
     /// After a daemon restart, for a container that is still running: take its addresses
