@@ -893,3 +893,104 @@ fn network_options_and_modes() {
     ]);
     assert_eq!(o.lines().count(), 1, "{o}");
 }
+
+#[test]
+fn network_create_options_connect_ip_and_prune() {
+    let d = Daemon::start();
+    d.busybox();
+    let (a, b) = unique_subnet();
+    let t = tag(&d);
+    let brname = format!("bn{}", &t[..t.len().min(10)]);
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.{a}.{b}.0/24"),
+        "--ip-range",
+        &format!("10.{a}.{b}.128/25"),
+        "-o",
+        &format!("com.docker.network.bridge.name={brname}"),
+        "--label",
+        "team=x",
+        "ranged",
+    ]);
+    assert!(Command::new("ip")
+        .args(["link", "show", &brname])
+        .status()
+        .unwrap()
+        .success());
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "ranged",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let ip = d.field(
+        &id,
+        "{{(index .NetworkSettings.Networks \"ranged\").IPAddress}}",
+    );
+    assert_eq!(
+        ip,
+        format!("10.{a}.{b}.128"),
+        "allocation starts in --ip-range"
+    );
+    // connect --ip on a stopped container, then start: it gets that address.
+    let c2 = d.ok(&["create", "busybox", "sleep", "600"]);
+    d.ok(&[
+        "network",
+        "connect",
+        "--ip",
+        &format!("10.{a}.{b}.77"),
+        "ranged",
+        &c2,
+    ]);
+    d.ok(&["start", &c2]);
+    let ip2 = d.field(
+        &c2,
+        "{{(index .NetworkSettings.Networks \"ranged\").IPAddress}}",
+    );
+    assert_eq!(ip2, format!("10.{a}.{b}.77"));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "ranged",
+        "--ip",
+        &format!("10.{a}.{b}.77"),
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "duplicate --ip accepted");
+    let ls = d.ok(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=team=x",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(ls, "ranged");
+    d.ok(&["rm", "-f", &id, &c2]);
+    // prune removes unused user networks only (the predefined three stay).
+    let (a2, b2) = unique_subnet();
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.{a2}.{b2}.0/24"),
+        "spare",
+    ]);
+    let o = d.ok(&["network", "prune", "-f"]);
+    assert!(o.contains("ranged") && o.contains("spare"), "{o}");
+    assert_eq!(d.ok(&["network", "ls", "-q"]).lines().count(), 3);
+    assert!(!Command::new("ip")
+        .args(["link", "show", &brname])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    assert!(!nft_table(&d).contains(&brname));
+}

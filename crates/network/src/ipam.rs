@@ -174,14 +174,17 @@ impl Pool {
             }
             return Ok(ip);
         }
+        // Like libnetwork: the whole --ip-range is usable except the subnet's own network
+        // and broadcast addresses (and the gateway, taken at creation).
         let r = self.range.unwrap_or(self.subnet);
-        let (lo, hi) = if r.prefix >= 31 {
+        let (lo, hi) = if self.subnet.prefix >= 31 {
             (r.network(), r.broadcast())
         } else {
-            (r.network() + 1, r.broadcast() - 1)
+            (
+                r.network().max(self.subnet.network() + 1),
+                r.broadcast().min(self.subnet.broadcast() - 1),
+            )
         };
-        let lo = lo.max(self.subnet.network() + 1);
-        let hi = hi.min(self.subnet.broadcast().saturating_sub(1));
         let mut n = lo;
         while n <= hi {
             if self.used.insert(n) {
@@ -321,7 +324,7 @@ docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
             Ipv4Addr::new(10, 8, 0, 1),
             Some("10.8.5.0/24".parse().unwrap()),
         );
-        assert_eq!(q.allocate(None).unwrap(), Ipv4Addr::new(10, 8, 5, 1));
+        assert_eq!(q.allocate(None).unwrap(), Ipv4Addr::new(10, 8, 5, 0));
     }
 
     #[test]
