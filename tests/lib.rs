@@ -73,6 +73,8 @@ pub struct Daemon {
     /// test daemon so tests run in parallel.
     pub bridge: String,
     pub bip: String,
+    /// A daemon.json passed as --config-file.
+    pub config_file: Option<PathBuf>,
 }
 
 static SUBNETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -96,6 +98,16 @@ impl Daemon {
 
     pub fn start() -> Daemon {
         let mut d = Daemon::start_stopped();
+        d.spawn();
+        d
+    }
+
+    /// A daemon started with `json` as its --config-file (daemon.json keys).
+    pub fn start_with_config(json: &str) -> Daemon {
+        let mut d = Daemon::start_stopped();
+        let path = d.root.parent().unwrap().join("daemon.json");
+        std::fs::write(&path, json).unwrap();
+        d.config_file = Some(path);
         d.spawn();
         d
     }
@@ -136,6 +148,7 @@ impl Daemon {
             cgroup2: false,
             bridge: format!("bt-{}", &suffix[..suffix.len().min(10)]),
             bip: format!("10.{a}.{b}.1/24"),
+            config_file: None,
         }
     }
 
@@ -154,6 +167,9 @@ impl Daemon {
         } else {
             Command::new(bin("berthd"))
         };
+        if let Some(c) = &self.config_file {
+            cmd.arg("--config-file").arg(c);
+        }
         let child = cmd
             .arg("--root")
             .arg(&self.root)

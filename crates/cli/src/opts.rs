@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, ResourcesUlimits, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigCgroupnsModeEnum, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::args::ContainerOpts;
@@ -147,6 +147,73 @@ fn kv_map(items: &[String], what: &str) -> Result<HashMap<String, String>, Strin
     Ok(m)
 }
 
+/// docker/cli `opts.ValidateSysctl`: only namespaced sysctls may be set.
+pub fn validate_sysctl(val: &str) -> Result<(), String> {
+    const KEYS: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let ok = match val.split_once('=') {
+        Some((k, _)) if !k.is_empty() => {
+            KEYS.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.")
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("sysctl '{val}' is not allowed"))
+    }
+}
+
+fn valid_device_mode(mode: &str) -> bool {
+    let mut seen = String::new();
+    !mode.is_empty()
+        && mode.chars().all(|c| {
+            let fresh = matches!(c, 'r' | 'w' | 'm') && !seen.contains(c);
+            seen.push(c);
+            fresh
+        })
+}
+
+/// docker/cli `validateDevice` + `parseLinuxDevice`: `SRC[:DST][:PERMS]`.
+pub fn parse_device(val: &str) -> Result<DeviceMapping, String> {
+    let bad = || format!("bad format for path: {val}");
+    if val.matches(':').count() > 2 {
+        return Err(bad());
+    }
+    let parts: Vec<&str> = val.split(':').collect();
+    if parts[0].is_empty() {
+        return Err(bad());
+    }
+    let (src, dst, perms) = match parts.as_slice() {
+        [src] => (*src, *src, "rwm"),
+        [src, m] if valid_device_mode(m) => (*src, *src, *m),
+        [src, dst] => (*src, *dst, "rwm"),
+        [src, dst, m] => {
+            if !valid_device_mode(m) {
+                return Err(format!("bad mode specified: {m}"));
+            }
+            (*src, *dst, *m)
+        }
+        _ => return Err(bad()),
+    };
+    if !dst.starts_with('/') {
+        return Err(format!("{dst} is not an absolute path"));
+    }
+    Ok(DeviceMapping {
+        path_on_host: Some(src.to_string()),
+        path_in_container: Some(dst.to_string()),
+        cgroup_permissions: Some(perms.to_string()),
+    })
+}
+
 fn port_range(s: &str) -> Option<(u16, u16)> {
     match s.split_once('-') {
         Some((a, b)) => {
@@ -222,7 +289,31 @@ pub fn build(
 ) -> Result<Parsed, String> {
     let env = collect_env(&o.env_file, &o.env)?;
     let labels = kv_map(&o.label, "label")?;
+    for s in &o.sysctl {
+        validate_sysctl(s)
+            .map_err(|e| format!("invalid argument \"{s}\" for \"--sysctl\" flag: {e}"))?;
+    }
     let sysctls = kv_map(&o.sysctl, "sysctl")?;
+    let devices = o
+        .device
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let container_ref = |m: &str| m.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+    let pid = o.pid.clone().unwrap_or_default();
+    if !(pid.is_empty() || pid == "host" || container_ref(&pid)) {
+        return Err("--pid: invalid PID mode".into());
+    }
+    let uts = o.uts.clone().unwrap_or_default();
+    if !(uts.is_empty() || uts == "host") {
+        return Err("--uts: invalid UTS mode".into());
+    }
+    let cgroupns_mode = match o.cgroupns.as_deref().unwrap_or("") {
+        "" => None,
+        "host" => Some(HostConfigCgroupnsModeEnum::HOST),
+        "private" => Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        _ => return Err("--cgroupns: invalid CGROUP mode".into()),
+    };
 
     // docker: with neither -d nor -a, attach stdout+stderr (and stdin with -i).
     let mut attach_stdin = o.attach.iter().any(|a| a.eq_ignore_ascii_case("stdin"));
@@ -353,6 +444,11 @@ pub fn build(
         ulimits: (!ulimits.is_empty()).then_some(ulimits),
         shm_size,
         sysctls: (!sysctls.is_empty()).then_some(sysctls),
+        devices: (!devices.is_empty()).then_some(devices),
+        cgroupns_mode,
+        ipc_mode: o.ipc.clone(),
+        pid_mode: o.pid.clone(),
+        uts_mode: o.uts.clone(),
         restart_policy: Some(restart),
         binds: (!binds.is_empty()).then_some(binds),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
@@ -472,6 +568,41 @@ mod tests {
             ])
         );
         assert!(parse_env_file("BAD KEY=1\n", "f").is_err());
+    }
+
+    #[test]
+    fn devices_and_sysctls_like_docker_cli() {
+        let d = |v: &str| {
+            parse_device(v).map(|m| {
+                (
+                    m.path_on_host.unwrap_or_default(),
+                    m.path_in_container.unwrap_or_default(),
+                    m.cgroup_permissions.unwrap_or_default(),
+                )
+            })
+        };
+        let t = |a: &str, b: &str, c: &str| Ok((a.to_string(), b.to_string(), c.to_string()));
+        assert_eq!(d("/dev/fuse"), t("/dev/fuse", "/dev/fuse", "rwm"));
+        assert_eq!(d("/dev/fuse:r"), t("/dev/fuse", "/dev/fuse", "r"));
+        assert_eq!(d("/dev/sda:/dev/xvdc"), t("/dev/sda", "/dev/xvdc", "rwm"));
+        assert_eq!(d("/dev/sda:/dev/xvdc:rw"), t("/dev/sda", "/dev/xvdc", "rw"));
+        assert_eq!(
+            d("/dev/sda:/dev/xvdc:rx"),
+            Err("bad mode specified: rx".into())
+        );
+        assert_eq!(
+            d("/dev/sda:xvdc"),
+            Err("xvdc is not an absolute path".into())
+        );
+        assert_eq!(d(":/dev/x"), Err("bad format for path: :/dev/x".into()));
+        assert_eq!(d("a:b:c:d"), Err("bad format for path: a:b:c:d".into()));
+        assert!(validate_sysctl("net.ipv4.ip_forward=1").is_ok());
+        assert!(validate_sysctl("kernel.shmmax=1").is_ok());
+        assert!(validate_sysctl("fs.mqueue.msg_max=10").is_ok());
+        assert_eq!(
+            validate_sysctl("kernel.domainname=x"),
+            Err("sysctl 'kernel.domainname=x' is not allowed".into())
+        );
     }
 
     #[test]

@@ -28,6 +28,18 @@ pub struct Config {
     pub bip: Option<String>,
     /// Path of the shim binary; defaults to `berth-shim` next to berthd.
     pub shim_path: Option<PathBuf>,
+    /// Registries reached over plain http (docker's `insecure-registries`: "host:port" or
+    /// CIDR; loopback registries always are).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Layers a pull downloads at once (docker's `max-concurrent-downloads`, default 3).
+    pub max_concurrent_downloads: Option<usize>,
+    /// Run an init (berth-init) in every container that does not say otherwise
+    /// (docker's `init`; HostConfig.Init overrides it).
+    #[serde(default)]
+    pub init: bool,
+    /// The init binary; defaults to `berth-init` next to berthd (docker's `init-path`).
+    pub init_path: Option<PathBuf>,
     /// Unknown keys are kept so a docker daemon.json loads, but they are reported.
     #[serde(flatten)]
     pub other: HashMap<String, serde_json::Value>,
@@ -43,5 +55,27 @@ impl Config {
             eprintln!("berthd: config key {k:?} is not supported yet and is ignored");
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_keys_like_dockerd() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("daemon.json");
+        std::fs::write(
+            &p,
+            r#"{"init": true, "init-path": "/usr/libexec/docker-init"}"#,
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert!(c.init);
+        assert_eq!(c.init_path, Some(PathBuf::from("/usr/libexec/docker-init")));
+        assert!(c.other.is_empty());
+        std::fs::write(&p, "{}").unwrap();
+        assert!(!Config::load(&p).unwrap().init);
     }
 }

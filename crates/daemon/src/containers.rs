@@ -250,6 +250,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), Error> {
             return Err(Error::invalid(format!("{d} is not an ip address")));
         }
     }
+    crate::runopts::validate_modes(hc)?;
     Ok(())
 }
 
@@ -286,6 +287,7 @@ impl State {
 
         let mut hc = body.host_config.clone().unwrap_or_default();
         validate_host_config(&hc)?;
+        crate::runopts::apply_defaults(&mut hc);
         if matches!(
             hc.network_mode.as_deref(),
             None | Some("") | Some("default")
@@ -695,6 +697,7 @@ impl State {
                 c.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 let d = dir.clone();
                 let _ = tokio::task::spawn_blocking(move || {
+                    crate::runopts::release_run_plan(&d);
                     berth_image::ImageStore::unmount_rootfs(&d)
                 })
                 .await;
@@ -739,6 +742,10 @@ impl State {
         let cfg = &rec.config;
         let mut args = vec![rec.path.clone()];
         args.extend(rec.args.iter().cloned());
+        // --init, namespaces of other containers, devices.
+        let plan = self.run_plan(rec, &rootfs, dir, args)?;
+        mounts.extend(plan.mounts);
+        mounts.sort_by_key(|m| berth_volume::spec::depth(&m.destination().to_string_lossy()));
         let mut env = cfg.env.clone().unwrap_or_default();
         if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
             env.insert(
@@ -747,7 +754,7 @@ impl State {
             );
         }
         let opts = berth_runtime::spec::SpecOptions {
-            args,
+            args: plan.args,
             env,
             cwd: cfg.working_dir.clone().unwrap_or_default(),
             user: cfg.user.clone().unwrap_or_default(),
@@ -773,9 +780,13 @@ impl State {
             oom_kill_disable: hc.oom_kill_disable.unwrap_or(false),
             network_mode: hc.network_mode.clone().unwrap_or_default(),
             netns_path: net.netns.as_ref().map(|p| p.display().to_string()),
-            ipc_mode: hc.ipc_mode.clone().unwrap_or_default(),
-            pid_mode: hc.pid_mode.clone().unwrap_or_default(),
+            ipc_mode: plan.ipc_mode,
+            ipc_ns_path: plan.ipc_ns_path,
+            pid_mode: plan.pid_mode,
+            pid_ns_path: plan.pid_ns_path,
             uts_mode: hc.uts_mode.clone().unwrap_or_default(),
+            cgroupns_mode: crate::runopts::cgroupns_mode(hc),
+            devices: plan.devices,
             cgroups_path: self.cgroup_path(&rec.id),
             mounts,
             sysctls: hc.sysctls.clone().unwrap_or_default(),
@@ -912,8 +923,11 @@ impl State {
         }
         self.ctr_event(&rec, "die", &[("exitCode", st.exit_code.to_string())]);
         let d = self.container_dir(&c.id);
-        let _ =
-            tokio::task::spawn_blocking(move || berth_image::ImageStore::unmount_rootfs(&d)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::runopts::release_run_plan(&d);
+            berth_image::ImageStore::unmount_rootfs(&d)
+        })
+        .await;
         self.release_volumes(&rec);
         c.events.send_modify(|e| {
             e.exits += 1;
@@ -1292,6 +1306,7 @@ impl State {
         let dir = self.container_dir(&c.id);
         let d = dir.clone();
         tokio::task::spawn_blocking(move || {
+            crate::runopts::release_run_plan(&d);
             let _ = berth_image::ImageStore::unmount_rootfs(&d);
             std::fs::remove_dir_all(&d)
         })

@@ -45,6 +45,8 @@ fn routes() -> Router<AppState> {
         .route("/_ping", get(s::ping).head(s::ping))
         .route("/version", get(s::version))
         .route("/info", get(s::info))
+        .route("/system/df", get(s::df))
+        .route("/build/prune", post(s::build_prune))
         .route("/events", get(s::events))
         .route("/containers/create", post(c::create))
         .route("/containers/json", get(c::list))
@@ -65,6 +67,12 @@ fn routes() -> Router<AppState> {
         .route("/containers/{id}/logs", get(c::logs))
         .route("/containers/{id}/changes", get(c::changes))
         .route("/containers/{id}/export", get(c::export))
+        .route(
+            "/containers/{id}/archive",
+            get(handlers::archive::get)
+                .head(handlers::archive::head)
+                .put(handlers::archive::put),
+        )
         .route("/commit", post(c::commit))
         .route("/containers/{id}", axum::routing::delete(c::remove))
         .route("/containers/{id}/exec", post(e::create))

@@ -1,5 +1,6 @@
 //! berthd: serves the Docker Engine API on a UNIX socket.
 
+mod archive;
 mod config;
 mod containers;
 mod error;
@@ -9,6 +10,7 @@ mod handlers;
 mod health;
 mod http;
 mod networks;
+mod runopts;
 mod state;
 mod stream;
 mod util;

@@ -629,7 +629,9 @@ impl State {
         if mode == "none" {
             return Ok(NetSetup::default());
         }
+        let t0 = std::time::Instant::now();
         let r = self.net_setup_inner(rec).await;
+        tracing::debug!(id = %rec.id, net_ms = t0.elapsed().as_secs_f64() * 1e3, "network set up");
         if r.is_err() {
             self.net_teardown(rec, true).await;
         }

@@ -10,6 +10,7 @@
 mod archive;
 mod changes;
 mod compress;
+mod containerfs;
 mod diff;
 mod mount;
 mod reference;
@@ -17,6 +18,7 @@ mod store;
 mod unpack;
 
 pub use changes::apply_changes;
+pub use containerfs::{ContainerFs, ExtractOptions, FsMount, PathStat};
 pub use reference::{parse_normalized_named, parse_reference, path_match, Reference};
 pub use store::{chain_ids, CommitOptions, Image, ImageStore};
 pub use unpack::unpack_layer;

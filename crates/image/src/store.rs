@@ -952,6 +952,46 @@ impl ImageStore {
         Ok((chains, diffs))
     }
 
+    /// `system df`'s image part: every image (as `images` lists them) with its SharedSize
+    /// (the bytes of its layers that other images use too), and LayersSize, the bytes of
+    /// all layers, each counted once. `Containers` is left at -1 for the daemon to fill.
+    pub fn disk_usage(&self) -> Result<(i64, Vec<models::ImageSummary>)> {
+        let mut refs: HashMap<String, usize> = HashMap::new();
+        let mut chains_of: HashMap<String, Vec<String>> = HashMap::new();
+        for id in self.all_ids()? {
+            if let Some(img) = self.load_image(&id)? {
+                let mut uniq = img.chain_ids.clone();
+                uniq.sort();
+                uniq.dedup();
+                for c in &uniq {
+                    *refs.entry(c.clone()).or_default() += 1;
+                }
+                chains_of.insert(id, uniq);
+            }
+        }
+        let mut chains: Vec<String> = refs.keys().cloned().collect();
+        chains.sort();
+        let size_of: HashMap<String, i64> = chains
+            .iter()
+            .cloned()
+            .zip(self.layer_sizes(&chains)?)
+            .collect();
+        let layers_size = size_of.values().sum();
+        let mut images = self.list(false, &HashMap::new())?;
+        for img in &mut images {
+            img.shared_size = chains_of
+                .get(&img.id)
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|c| refs.get(*c).copied().unwrap_or(0) > 1)
+                        .map(|c| size_of.get(c).copied().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0);
+        }
+        Ok((layers_size, images))
+    }
+
     pub fn prune(
         &self,
         dangling_only: bool,

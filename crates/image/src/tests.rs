@@ -693,3 +693,58 @@ fn opens_a_database_from_before_parent_tracking() {
         .unwrap();
     assert_eq!(s.resolve("x").unwrap().id, id);
 }
+
+fn blob_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("blobs").join("sha256"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+/// Layers are shared by reference: `system df` counts each once and reports what is
+/// shared; removing an image never takes a layer another image uses, and removing the
+/// last user leaves no snapshot and no blob behind.
+#[test]
+fn shared_layers_are_counted_once_and_outlive_one_user() {
+    let e = env();
+    let s = &e.store;
+    let base = s
+        .import(
+            &mut &small_tar("a", b"base layer")[..],
+            &[],
+            None,
+            Some("base"),
+        )
+        .unwrap();
+    let c1 = commit_child(&e, &base, "c1", Some("one"));
+    let c2 = commit_child(&e, &base, "c2", Some("two"));
+    let base_layer = s.resolve(&base).unwrap().chain_ids[0].clone();
+    let base_size = s.resolve(&base).unwrap().size;
+    assert!(base_size > 0);
+
+    let (layers, images) = s.disk_usage().unwrap();
+    let img = |id: &str| images.iter().find(|i| i.id == id).unwrap().clone();
+    let sizes: i64 = [&base, &c1, &c2].iter().map(|id| img(id).size).sum::<i64>() - 2 * base_size;
+    assert_eq!(layers, sizes, "each layer once");
+    assert_eq!(img(&c1).shared_size, base_size);
+    assert_eq!(img(&c2).shared_size, base_size);
+    assert_eq!(img(&base).shared_size, base_size);
+    assert_eq!(snapshot_count(e.dir.path()), 3);
+
+    // The base stays as the untagged parent of two; removing one child keeps its layers.
+    s.remove("base", false, false, &unused).unwrap();
+    s.remove("one", false, false, &unused).unwrap();
+    assert!(s.snapshot_path(&base_layer).unwrap().is_dir());
+    assert_eq!(snapshot_count(e.dir.path()), 2);
+    let (_, images) = s.disk_usage().unwrap();
+    assert_eq!(images.len(), 1, "only the tagged child is listed");
+    assert_eq!(images[0].shared_size, base_size);
+
+    // The last user goes: its untagged parent with it, every snapshot and blob too.
+    let r = s.remove("two", false, false, &unused).unwrap();
+    let deleted: Vec<&str> = r.iter().filter_map(|x| x.deleted.as_deref()).collect();
+    assert!(deleted.contains(&c2.as_str()) && deleted.contains(&base.as_str()));
+    assert!(s.resolve(&c1).is_err());
+    assert_eq!(snapshot_count(e.dir.path()), 0);
+    assert_eq!(blob_count(e.dir.path()), 0);
+    assert_eq!(s.disk_usage().unwrap(), (0, Vec::new()));
+}

@@ -140,9 +140,20 @@ pub struct SpecOptions {
     pub network_mode: String,
     /// A network namespace to join (pinned by the daemon, or another container's).
     pub netns_path: Option<String>,
+    /// `""`/`private`, `shareable`, `host`, `none` or `container:X` (the daemon then gives
+    /// the namespace in `ipc_ns_path` and X's /dev/shm in `mounts`).
     pub ipc_mode: String,
+    /// Another container's IPC namespace to join (`/proc/<pid>/ns/ipc`).
+    pub ipc_ns_path: Option<String>,
     pub pid_mode: String,
+    /// Another container's PID namespace to join (`--pid container:X`).
+    pub pid_ns_path: Option<String>,
     pub uts_mode: String,
+    /// `host`, `private`, or `""` for Docker's default (private on cgroup v2, host on v1).
+    pub cgroupns_mode: String,
+    /// `--device`: host device nodes (or directories of them) made in the container and
+    /// allowed in its device cgroup.
+    pub devices: Vec<DeviceMapping>,
     pub cgroups_path: String,
     /// Extra mounts from the daemon; one at the destination of a default mount replaces it.
     pub mounts: Vec<Mount>,
@@ -191,8 +202,12 @@ impl Default for SpecOptions {
             network_mode: String::new(),
             netns_path: None,
             ipc_mode: String::new(),
+            ipc_ns_path: None,
             pid_mode: String::new(),
+            pid_ns_path: None,
             uts_mode: String::new(),
+            cgroupns_mode: String::new(),
+            devices: Vec::new(),
             cgroups_path: String::new(),
             mounts: Vec::new(),
             sysctls: HashMap::new(),
@@ -203,6 +218,15 @@ impl Default for SpecOptions {
             libcontainer_quirks: true,
         }
     }
+}
+
+/// One `--device` (Docker's HostConfig.Devices entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Cgroup access, a combination of `r`, `w` and `m`; `""` means `rwm`.
+    pub cgroup_permissions: String,
 }
 
 /// For `docker exec`: an extra process in a running container.
@@ -584,6 +608,18 @@ fn default_mounts(opts: &SpecOptions) -> Vec<Value> {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                "options": ["nosuid", "noexec", "nodev", "ro"]})
     };
+    // `--ipc host` sees the host's /dev/shm, `--ipc none` has none (moby `setupIpcDirs`).
+    let shm = match opts.ipc_mode.as_str() {
+        "host" => Some(
+            json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+               "options": ["rbind", "rprivate"]}),
+        ),
+        "none" => None,
+        _ => Some(
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
+        ),
+    };
     let mut v = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
                "options": ["nosuid", "noexec", "nodev"]}),
@@ -596,9 +632,8 @@ fn default_mounts(opts: &SpecOptions) -> Vec<Value> {
                "options": ["ro", "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
     ];
+    v.extend(shm);
     if opts.privileged {
         // Docker clears read-only on /sys and the cgroup mount for --privileged.
         for m in &mut v {
@@ -627,6 +662,107 @@ fn rlimits(ulimits: &[(String, u64, u64)]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// Go's wording of an errno ("no such file or directory"), as Docker's messages carry it.
+fn go_errno(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or_default();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// containerd's `DeviceFromPath`: the node's type, numbers, mode and owner (without the
+/// container path), or `None` when `p` is no device node.
+fn device_from_path(p: &Path) -> std::io::Result<Option<Value>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::symlink_metadata(p)?;
+    let ft = m.file_type();
+    let typ = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else if ft.is_fifo() {
+        "p"
+    } else {
+        return Ok(None);
+    };
+    let rdev = m.rdev();
+    Ok(Some(json!({
+        "type": typ,
+        "major": nix::sys::stat::major(rdev),
+        "minor": nix::sys::stat::minor(rdev),
+        "fileMode": m.mode() & 0o7777,
+        "uid": m.uid(),
+        "gid": m.gid(),
+    })))
+}
+
+/// moby `devicesFromPath`: one `--device` as spec devices plus their cgroup rules. A
+/// symlink is followed; a directory adds every device node below it.
+fn devices_for(d: &DeviceMapping) -> Result<(Vec<Value>, Vec<Value>)> {
+    let host = Path::new(&d.path_on_host);
+    let resolved = match std::fs::symlink_metadata(host) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(host).unwrap_or_else(|_| host.to_path_buf())
+        }
+        _ => host.to_path_buf(),
+    };
+    let access = if d.cgroup_permissions.is_empty() {
+        "rwm"
+    } else {
+        d.cgroup_permissions.as_str()
+    };
+    let rule = |dev: &Value| {
+        json!({"allow": true, "type": dev["type"], "major": dev["major"],
+               "minor": dev["minor"], "access": access})
+    };
+    let fail = |why: String| {
+        invalid(format!(
+            "error gathering device information while adding custom device {:?}: {why}",
+            d.path_on_host
+        ))
+    };
+    match device_from_path(&resolved) {
+        Ok(Some(mut dev)) => {
+            dev["path"] = json!(d.path_in_container);
+            let r = rule(&dev);
+            Ok((vec![dev], vec![r]))
+        }
+        Ok(None) => {
+            let (mut devs, mut rules) = (Vec::new(), Vec::new());
+            if resolved.is_dir() {
+                let mut stack = vec![resolved.clone()];
+                while let Some(dir) = stack.pop() {
+                    let Ok(rd) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+                    entries.sort();
+                    for p in entries {
+                        match device_from_path(&p) {
+                            Ok(Some(mut dev)) => {
+                                let rel = p.strip_prefix(&resolved).unwrap_or(&p);
+                                dev["path"] = json!(Path::new(&d.path_in_container).join(rel));
+                                rules.push(rule(&dev));
+                                devs.push(dev);
+                            }
+                            Ok(None) if p.is_dir() && !p.is_symlink() => stack.push(p),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if devs.is_empty() {
+                return Err(fail("not a device node".into()));
+            }
+            Ok((devs, rules))
+        }
+        Err(e) => Err(fail(go_errno(&e))),
+    }
+}
+
 /// Generates the OCI runtime spec for a container, Docker's way.
 pub fn generate(opts: &SpecOptions) -> Result<Spec> {
     if opts.args.is_empty() {
@@ -643,20 +779,41 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
             None => namespaces.push(json!({"type": "network"})),
         }
     }
-    if opts.ipc_mode != "host" {
-        namespaces.push(json!({"type": "ipc"}));
-    }
-    if opts.pid_mode != "host" {
-        namespaces.push(json!({"type": "pid"}));
-    }
+    // A namespace of its own, another container's (by path), or none (the host's).
+    let mut ns = |typ: &str, host: bool, path: &Option<String>| {
+        if host {
+            return;
+        }
+        match path {
+            Some(p) => namespaces.push(json!({"type": typ, "path": p})),
+            None => namespaces.push(json!({"type": typ})),
+        }
+    };
+    ns("ipc", opts.ipc_mode == "host", &opts.ipc_ns_path);
+    ns("pid", opts.pid_mode == "host", &opts.pid_ns_path);
     let own_uts = opts.uts_mode != "host";
-    if own_uts {
-        namespaces.push(json!({"type": "uts"}));
-    }
+    ns("uts", !own_uts, &None);
     // Docker's default cgroupns mode: private on cgroup v2, host on v1.
-    if cgroup_v2() {
-        namespaces.push(json!({"type": "cgroup"}));
-    }
+    let private_cgroupns = match opts.cgroupns_mode.as_str() {
+        "host" => false,
+        "private" => true,
+        "" => cgroup_v2(),
+        m => return Err(invalid(format!("invalid cgroup namespace mode: {m}"))),
+    };
+    ns("cgroup", !private_cgroupns, &None);
+    let (devices, device_rules) = if opts.privileged {
+        // Privileged containers may use every device already (allow-all rule).
+        (Vec::new(), Vec::new())
+    } else {
+        let mut devs = Vec::new();
+        let mut rules = Vec::new();
+        for d in &opts.devices {
+            let (ds, rs) = devices_for(d)?;
+            devs.extend(ds);
+            rules.extend(rs);
+        }
+        (devs, rules)
+    };
 
     let mut mounts = default_mounts(opts);
     let extra: Vec<Value> = opts
@@ -728,14 +885,21 @@ pub fn generate(opts: &SpecOptions) -> Result<Spec> {
         process["rlimits"] = Value::Array(rl);
     }
 
+    let mut res = resources(opts)?;
+    if let Some(rules) = res.get_mut("devices").and_then(Value::as_array_mut) {
+        rules.extend(device_rules);
+    }
     let mut linux = json!({
-        "resources": resources(opts)?,
+        "resources": res,
         "namespaces": namespaces,
         "maskedPaths": masked,
         "readonlyPaths": readonly,
     });
     if !opts.cgroups_path.is_empty() {
         linux["cgroupsPath"] = json!(opts.cgroups_path);
+    }
+    if !devices.is_empty() {
+        linux["devices"] = Value::Array(devices);
     }
     let mut sysctls = opts.sysctls.clone();
     // Docker (20.10+) lets unprivileged processes bind low ports and ping in a
@@ -993,6 +1157,138 @@ mod tests {
         o.network_mode = "none".into();
         let s = generate(&o).unwrap();
         assert!(ns(&s).contains(&LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn joined_namespaces_cgroupns_and_shm() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        o.ipc_mode = "container:other".into();
+        o.ipc_ns_path = Some("/proc/42/ns/ipc".into());
+        o.pid_mode = "container:other".into();
+        o.pid_ns_path = Some("/proc/42/ns/pid".into());
+        o.cgroupns_mode = "private".into();
+        let s = generate(&o).unwrap();
+        let path_of = |s: &Spec, t: LinuxNamespaceType| {
+            s.linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .iter()
+                .flatten()
+                .find(|n| n.typ() == t)
+                .map(|n| n.path().as_ref().map(|p| p.display().to_string()))
+        };
+        assert_eq!(
+            path_of(&s, LinuxNamespaceType::Ipc),
+            Some(Some("/proc/42/ns/ipc".into()))
+        );
+        assert_eq!(
+            path_of(&s, LinuxNamespaceType::Pid),
+            Some(Some("/proc/42/ns/pid".into()))
+        );
+        assert_eq!(path_of(&s, LinuxNamespaceType::Cgroup), Some(None));
+        o.cgroupns_mode = "host".into();
+        assert!(!ns(&generate(&o).unwrap()).contains(&LinuxNamespaceType::Cgroup));
+        o.cgroupns_mode = "bogus".into();
+        assert_eq!(
+            generate(&o).unwrap_err().to_string(),
+            "invalid cgroup namespace mode: bogus"
+        );
+        o.cgroupns_mode.clear();
+
+        let shm = |s: &Spec| {
+            s.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.destination() == Path::new("/dev/shm"))
+                .cloned()
+        };
+        o.ipc_ns_path = None;
+        o.ipc_mode = "host".into();
+        let s = generate(&o).unwrap();
+        assert!(!ns(&s).contains(&LinuxNamespaceType::Ipc));
+        let m = shm(&s).unwrap();
+        assert_eq!(m.typ().as_deref(), Some("bind"));
+        assert_eq!(m.source().as_deref(), Some(Path::new("/dev/shm")));
+        o.ipc_mode = "none".into();
+        let s = generate(&o).unwrap();
+        assert!(ns(&s).contains(&LinuxNamespaceType::Ipc));
+        assert!(shm(&s).is_none());
+        o.ipc_mode = "shareable".into();
+        o.shm_size = 1 << 20;
+        let m = shm(&generate(&o).unwrap()).unwrap();
+        assert!(m
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"size=1048576".to_string()));
+    }
+
+    #[test]
+    fn devices_and_their_cgroup_rules() {
+        let r = rootfs();
+        let mut o = opts(r.path());
+        let dev = |host: &str, ctr: &str, perms: &str| DeviceMapping {
+            path_on_host: host.into(),
+            path_in_container: ctr.into(),
+            cgroup_permissions: perms.into(),
+        };
+        o.devices = vec![dev("/dev/null", "/dev/mynull", "rw")];
+        let s = generate(&o).unwrap();
+        let l = s.linux().as_ref().unwrap();
+        let d = &l.devices().as_ref().unwrap()[0];
+        assert_eq!(d.path(), Path::new("/dev/mynull"));
+        assert_eq!((d.major(), d.minor()), (1, 3));
+        assert_eq!(d.typ(), oci_spec::runtime::LinuxDeviceType::C);
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        let last = rules.last().unwrap();
+        assert!(last.allow());
+        assert_eq!((last.major(), last.minor()), (Some(1), Some(3)));
+        assert_eq!(last.access().as_deref(), Some("rw"));
+
+        o.devices = vec![dev("/dev/berth-nonexistent", "/dev/x", "rwm")];
+        assert_eq!(
+            generate(&o).unwrap_err().to_string(),
+            "error gathering device information while adding custom device \"/dev/berth-nonexistent\": no such file or directory"
+        );
+        let passwd = r.path().join("etc/passwd").display().to_string();
+        o.devices = vec![dev(&passwd, "/dev/x", "rwm")];
+        assert!(generate(&o)
+            .unwrap_err()
+            .to_string()
+            .ends_with(": not a device node"));
+        // A directory brings every device node below it, at the same relative path.
+        if nix::unistd::geteuid().is_root() {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("sub")).unwrap();
+            for (name, minor) in [("a", 3), ("sub/b", 5)] {
+                nix::sys::stat::mknod(
+                    &dir.path().join(name),
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::from_bits_truncate(0o666),
+                    nix::sys::stat::makedev(1, minor),
+                )
+                .unwrap();
+            }
+            o.devices = vec![dev(&dir.path().display().to_string(), "/dev/grp", "r")];
+            let s = generate(&o).unwrap();
+            let mut paths: Vec<String> = s
+                .linux()
+                .as_ref()
+                .unwrap()
+                .devices()
+                .iter()
+                .flatten()
+                .map(|d| d.path().display().to_string())
+                .collect();
+            paths.sort();
+            assert_eq!(paths, ["/dev/grp/a", "/dev/grp/sub/b"]);
+        }
+        // Privileged: every device is allowed already; nothing is added.
+        o.devices = vec![dev("/dev/berth-nonexistent", "/dev/x", "rwm")];
+        o.privileged = true;
+        assert!(generate(&o).is_ok());
     }
 
     #[test]

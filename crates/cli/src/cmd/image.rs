@@ -35,7 +35,7 @@ fn strs(v: &J) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn image_row(img: &J, repo: &str, tag: &str, digest: &str, trunc: bool) -> Value {
+pub(crate) fn image_row(img: &J, repo: &str, tag: &str, digest: &str, trunc: bool) -> Value {
     let id = s(&img["Id"]);
     let id = if trunc {
         units::truncate_id(id)
@@ -48,12 +48,13 @@ fn image_row(img: &J, repo: &str, tag: &str, digest: &str, trunc: bool) -> Value
         Some(n) if n >= 0 => n.to_string(),
         _ => "N/A".into(),
     };
+    // docker/cli: HumanSize (precision 4) for these two, unlike Size.
     let shared = match img["SharedSize"].as_i64() {
-        Some(n) if n >= 0 => units::human_size_prec(n as f64, 3),
+        Some(n) if n >= 0 => units::human_size(n as f64),
         _ => "N/A".into(),
     };
     let unique = match img["SharedSize"].as_i64() {
-        Some(n) if n >= 0 => units::human_size_prec(size - n as f64, 3),
+        Some(n) if n >= 0 => units::human_size(size - n as f64),
         _ => "N/A".into(),
     };
     object(vec![
@@ -128,7 +129,7 @@ pub fn image_rows(img: &J, digests: bool, trunc: bool) -> Vec<Value> {
     rows
 }
 
-fn images_header() -> Value {
+pub(crate) fn images_header() -> Value {
     object(vec![
         ("ID", Value::from("IMAGE ID")),
         ("Repository", Value::from("REPOSITORY")),
@@ -274,6 +275,42 @@ async fn print_messages(resp: hyper::Response<hyper::body::Incoming>) -> CliResu
     }
     out.flush()?;
     Ok(())
+}
+
+/// `docker pull`: progress lines on stdout, then the full reference.
+pub async fn pull(c: &Client, a: crate::args::PullArgs) -> CliResult<()> {
+    crate::cmd::run::pull_to(c, &a.image, a.quiet, true).await?;
+    // docker prints the canonical name last ("docker.io/library/busybox:latest").
+    println!("{}", canonical_name(&a.image));
+    Ok(())
+}
+
+/// docker's `reference.TagNameOnly(ParseNormalizedNamed(s)).String()`, for names the
+/// daemon already accepted.
+fn canonical_name(s: &str) -> String {
+    let (name, suffix) = match s.split_once('@') {
+        Some((n, d)) => (n.to_string(), format!("@{d}")),
+        None => {
+            let (repo, tag) = crate::cmd::run::split_ref(s);
+            let tag = if tag.is_empty() {
+                "latest".to_string()
+            } else {
+                tag
+            };
+            (repo, format!(":{tag}"))
+        }
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = if has_domain {
+        name
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    format!("{full}{suffix}")
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> CliResult<()> {

@@ -39,6 +39,7 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Rmi(a) => image::rmi(c, a).await,
         C::Tag(a) => image::tag(c, a).await,
         C::Load(a) => image::load(c, a).await,
+        C::Pull(a) => image::pull(c, a).await,
         C::Save(a) => image::save(c, a).await,
         C::Import(a) => image::import(c, a).await,
         C::History(a) => image::history(c, a).await,
@@ -58,6 +59,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Image(sub) => image_cmd(c, sub).await,
         C::System(SystemCommand::Info(a)) => system::info(c, a).await,
         C::System(SystemCommand::Events(a)) => system::events(c, a).await,
+        C::System(SystemCommand::Df(a)) => system::df(c, a).await,
+        C::System(SystemCommand::Prune(a)) => system::prune(c, a).await,
     }
 }
 
@@ -99,6 +102,7 @@ async fn image_cmd(c: &Client, cmd: ImageCommand) -> CliResult<()> {
         C::Import(a) => image::import(c, a).await,
         C::Inspect(a) => inspect::inspect(c, a, Some("image")).await,
         C::Load(a) => image::load(c, a).await,
+        C::Pull(a) => image::pull(c, a).await,
         C::Ls(a) => image::images(c, a).await,
         C::Prune(a) => image::prune(c, a).await,
         C::Rm(a) => image::rmi(c, a).await,

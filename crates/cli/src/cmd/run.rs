@@ -58,9 +58,19 @@ fn usage_err(msg: impl std::fmt::Display) -> CliError {
     CliError::new(125, msg.to_string())
 }
 
-/// Pulls an image through the daemon, printing its progress lines.
+/// Pulls an image through the daemon, printing its progress lines (to stderr for run and
+/// create, to stdout for pull, as docker does).
 async fn pull(c: &Client, image: &str, quiet: bool) -> CliResult<()> {
-    let (repo, tag) = split_ref(&with_default_tag(image));
+    pull_to(c, image, quiet, false).await
+}
+
+/// Like docker's CLI: a digest travels in `tag`; progress-bar messages are left out when
+/// the output is plain lines.
+pub async fn pull_to(c: &Client, image: &str, quiet: bool, to_stdout: bool) -> CliResult<()> {
+    let (repo, tag) = match image.split_once('@') {
+        Some((repo, digest)) => (repo.to_string(), digest.to_string()),
+        None => split_ref(&with_default_tag(image)),
+    };
     let opts = bollard::query_parameters::CreateImageOptions {
         from_image: Some(repo),
         tag: (!tag.is_empty()).then_some(tag),
@@ -69,13 +79,22 @@ async fn pull(c: &Client, image: &str, quiet: bool) -> CliResult<()> {
     let mut s = c.docker.create_image(Some(opts), None, None);
     while let Some(item) = s.next().await {
         let info = item.map_err(|e| c.err(e))?;
-        if quiet {
+        let has_bar = info
+            .progress_detail
+            .as_ref()
+            .is_some_and(|d| d.current.is_some() || d.total.is_some());
+        if quiet || has_bar {
             continue;
         }
         if let Some(status) = info.status {
-            match info.id {
-                Some(id) if !id.is_empty() => eprintln!("{id}: {status}"),
-                _ => eprintln!("{status}"),
+            let line = match info.id {
+                Some(id) if !id.is_empty() => format!("{id}: {status}"),
+                _ => status,
+            };
+            if to_stdout {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
             }
         }
     }

@@ -430,6 +430,393 @@ pub async fn events(c: &Client, a: crate::args::EventsArgs) -> CliResult<()> {
     Ok(())
 }
 
+// ---- system df ------------------------------------------------------------------
+
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+const DF_IMAGES: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}";
+const DF_CONTAINERS: &str = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}";
+const DF_VOLUMES: &str = "table {{.Name}}\t{{.Links}}\t{{.Size}}";
+const DF_CACHE: &str = "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}";
+
+fn arr(v: &J) -> Vec<J> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn int(v: &J) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// docker/cli's "SIZE (N%)" of the reclaimable part.
+fn reclaimable(part: i64, total: i64) -> String {
+    if total > 0 {
+        format!(
+            "{} ({}%)",
+            units::human_size(part as f64),
+            part * 100 / total
+        )
+    } else {
+        units::human_size(part as f64)
+    }
+}
+
+fn active_state(c: &J) -> bool {
+    matches!(
+        c["State"].as_str().unwrap_or_default(),
+        "running" | "paused" | "restarting"
+    )
+}
+
+/// The four summary rows of `system df` (docker/cli's diskUsage*Context).
+pub fn df_rows(du: &J) -> Vec<Value> {
+    let row = |typ: &str, total: usize, active: usize, size: String, recl: String| {
+        object(vec![
+            ("Type", Value::from(typ)),
+            ("TotalCount", Value::from(total.to_string())),
+            ("Active", Value::from(active.to_string())),
+            ("Size", Value::from(size)),
+            ("Reclaimable", Value::from(recl)),
+        ])
+    };
+    let images = arr(&du["Images"]);
+    let layers = int(&du["LayersSize"]);
+    let used: i64 = images
+        .iter()
+        .filter(|i| int(&i["Containers"]) != 0 && int(&i["Size"]) != -1)
+        .filter(|i| int(&i["SharedSize"]) != -1)
+        .map(|i| int(&i["Size"]) - int(&i["SharedSize"]))
+        .sum();
+    let containers = arr(&du["Containers"]);
+    let ctr_total: i64 = containers.iter().map(|c| int(&c["SizeRw"])).sum();
+    let ctr_free: i64 = containers
+        .iter()
+        .filter(|c| !active_state(c))
+        .map(|c| int(&c["SizeRw"]))
+        .sum();
+    let volumes = arr(&du["Volumes"]);
+    let sized: Vec<&J> = volumes
+        .iter()
+        .filter(|v| int(&v["UsageData"]["Size"]) != -1)
+        .collect();
+    let vol_total: i64 = sized.iter().map(|v| int(&v["UsageData"]["Size"])).sum();
+    let vol_free: i64 = sized
+        .iter()
+        .filter(|v| int(&v["UsageData"]["RefCount"]) == 0)
+        .map(|v| int(&v["UsageData"]["Size"]))
+        .sum();
+    let cache = arr(&du["BuildCache"]);
+    let cache_size: i64 = cache
+        .iter()
+        .filter(|b| !b["Shared"].as_bool().unwrap_or(false))
+        .map(|b| int(&b["Size"]))
+        .sum();
+    let cache_in_use: i64 = cache
+        .iter()
+        .filter(|b| {
+            b["InUse"].as_bool().unwrap_or(false) && !b["Shared"].as_bool().unwrap_or(false)
+        })
+        .map(|b| int(&b["Size"]))
+        .sum();
+    vec![
+        row(
+            "Images",
+            images.len(),
+            images.iter().filter(|i| int(&i["Containers"]) > 0).count(),
+            units::human_size(layers as f64),
+            reclaimable(layers - used, layers),
+        ),
+        row(
+            "Containers",
+            containers.len(),
+            containers.iter().filter(|c| active_state(c)).count(),
+            units::human_size(ctr_total as f64),
+            reclaimable(ctr_free, ctr_total),
+        ),
+        row(
+            "Local Volumes",
+            volumes.len(),
+            volumes
+                .iter()
+                .filter(|v| int(&v["UsageData"]["RefCount"]) > 0)
+                .count(),
+            units::human_size(vol_total as f64),
+            reclaimable(vol_free, vol_total),
+        ),
+        row(
+            "Build Cache",
+            cache.len(),
+            cache
+                .iter()
+                .filter(|b| b["InUse"].as_bool().unwrap_or(false))
+                .count(),
+            units::human_size(cache_size as f64),
+            units::human_size((cache_size - cache_in_use) as f64),
+        ),
+    ]
+}
+
+fn df_header() -> Value {
+    object(vec![
+        ("Type", Value::from("TYPE")),
+        ("TotalCount", Value::from("TOTAL")),
+        ("Active", Value::from("ACTIVE")),
+        ("Size", Value::from("SIZE")),
+        ("Reclaimable", Value::from("RECLAIMABLE")),
+    ])
+}
+
+/// `system df -v` rows per section: images (first tag only), containers (writable layer
+/// only), volumes (links and size).
+fn df_verbose_rows(du: &J, trunc: bool) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let images = arr(&du["Images"])
+        .iter()
+        .map(|i| {
+            let first = i["RepoTags"]
+                .as_array()
+                .and_then(|t| t.first())
+                .and_then(|t| t.as_str())
+                .filter(|t| *t != "<none>:<none>");
+            let (repo, tag) = match first {
+                Some(t) => super::run::split_ref(t),
+                None => ("<none>".to_string(), "<none>".to_string()),
+            };
+            super::image::image_row(i, &repo, &tag, "<none>", trunc)
+        })
+        .collect();
+    let containers = arr(&du["Containers"])
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            // docker/cli hides the virtual size here.
+            c["SizeRootFs"] = J::from(0);
+            super::ps::row(&c, trunc)
+        })
+        .collect();
+    let volumes = arr(&du["Volumes"])
+        .iter()
+        .map(|v| {
+            let mut row = super::netvol::volume_row(v);
+            let u = &v["UsageData"];
+            if u.is_object() {
+                tmpl::insert_field(
+                    &mut row,
+                    "Links",
+                    Value::from(int(&u["RefCount"]).to_string()),
+                );
+                tmpl::insert_field(
+                    &mut row,
+                    "Size",
+                    Value::from(units::human_size(int(&u["Size"]) as f64)),
+                );
+            }
+            row
+        })
+        .collect();
+    (images, containers, volumes)
+}
+
+fn df_verbose_table(du: &J) -> CliResult<String> {
+    use crate::tmpl::Format;
+    let (images, containers, volumes) = df_verbose_rows(du, true);
+    let mut out = String::from("Images space usage:\n\n");
+    out.push_str(&Format::new(None, DF_IMAGES).render(&super::image::images_header(), &images)?);
+    out.push_str("\nContainers space usage:\n\n");
+    out.push_str(&Format::new(None, DF_CONTAINERS).render(&super::ps::header(), &containers)?);
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    let vh = object(vec![
+        ("Name", Value::from("VOLUME NAME")),
+        ("Links", Value::from("LINKS")),
+        ("Size", Value::from("SIZE")),
+    ]);
+    out.push_str(&Format::new(None, DF_VOLUMES).render(&vh, &volumes)?);
+    out.push_str("\nBuild cache usage: 0B\n\n");
+    let bh = object(vec![
+        ("ID", Value::from("CACHE ID")),
+        ("CacheType", Value::from("CACHE TYPE")),
+        ("Size", Value::from("SIZE")),
+        ("CreatedSince", Value::from("CREATED")),
+        ("LastUsedSince", Value::from("LAST USED")),
+        ("UsageCount", Value::from("USAGE")),
+        ("Shared", Value::from("SHARED")),
+    ]);
+    out.push_str(&Format::new(None, DF_CACHE).render(&bh, &[])?);
+    Ok(out)
+}
+
+pub async fn df(c: &Client, a: crate::args::DfArgs) -> CliResult<()> {
+    use crate::tmpl::Format;
+    let du = c.get_json("/system/df").await?;
+    let format = a.format.as_deref().unwrap_or("");
+    if a.verbose {
+        if format.is_empty() || format == "table" {
+            print!("{}", df_verbose_table(&du)?);
+            return Ok(());
+        }
+        // A custom template sees the sections as lists of rows.
+        let (images, containers, volumes) = df_verbose_rows(&du, false);
+        let data = object(vec![
+            ("Images", Value::Array(images)),
+            ("Containers", Value::Array(containers)),
+            ("Volumes", Value::Array(volumes)),
+            ("BuildCache", Value::Array(Vec::new())),
+        ]);
+        let f = Format::new(Some(format), DF_TABLE);
+        let out = Tmpl::parse(&f.body)?.render(&data)?;
+        println!("{out}");
+        return Ok(());
+    }
+    let f = Format::new(Some(format), DF_TABLE);
+    print!("{}", f.render(&df_header(), &df_rows(&du))?);
+    Ok(())
+}
+
+// ---- system prune ---------------------------------------------------------------
+
+/// Runs one prune endpoint; returns docker's section text and the bytes it reports.
+async fn prune_one(
+    c: &Client,
+    path: &str,
+    filters: &[String],
+    key: &str,
+    title: &str,
+) -> CliResult<(String, u64)> {
+    use crate::client::{daemon_error, q};
+    let mut p = path.to_string();
+    if let Some(f) = super::filters_json(filters)? {
+        p.push_str(&format!("?filters={}", q(&f)));
+    }
+    let (status, body) = c.raw(hyper::Method::POST, &p, None, None).await?;
+    if !status.is_success() {
+        return Err(daemon_error(status, &body));
+    }
+    let v: J = serde_json::from_slice(&body).unwrap_or_default();
+    let items = arr(&v[key]);
+    if items.is_empty() {
+        // The build cache counts its bytes even with nothing listed.
+        let space = if key == "CachesDeleted" {
+            v["SpaceReclaimed"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        return Ok((String::new(), space));
+    }
+    let mut out = format!("{title}:\n");
+    for it in &items {
+        if key == "ImagesDeleted" {
+            match it["Untagged"].as_str().filter(|u| !u.is_empty()) {
+                Some(u) => out.push_str(&format!("untagged: {u}\n")),
+                None => out.push_str(&format!("deleted: {}\n", s(&it["Deleted"]))),
+            }
+        } else {
+            out.push_str(&s(it));
+            out.push('\n');
+        }
+    }
+    Ok((out, v["SpaceReclaimed"].as_u64().unwrap_or(0)))
+}
+
+/// docker/cli's confirmation for `system prune` (without the question line).
+pub fn prune_warning(a: &crate::args::SystemPruneArgs) -> String {
+    let mut w = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
+    if a.volumes {
+        w.push("all anonymous volumes not used by at least one container");
+    }
+    w.push(if a.all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    });
+    w.push(if a.all {
+        "all build cache"
+    } else {
+        "unused build cache"
+    });
+    let mut out = "WARNING! This will remove:\n".to_string();
+    for x in w {
+        out.push_str(&format!("  - {x}\n"));
+    }
+    let mut filters: Vec<&String> = a
+        .filter
+        .iter()
+        .filter(|f| {
+            let k = f.split_once('=').map_or(f.as_str(), |(k, _)| k);
+            matches!(k, "label" | "label!" | "until")
+        })
+        .collect();
+    filters.sort();
+    if !filters.is_empty() {
+        out.push_str("\n  Items to be pruned will be filtered with:\n");
+        for f in filters {
+            out.push_str(&format!("  - {f}\n"));
+        }
+    }
+    out
+}
+
+/// `system prune`: containers, networks, (anonymous) volumes with `--volumes`, images
+/// (dangling unless `-a`), build cache; then docker's total. Like docker/cli, `-a` does
+/// not widen the volume prune to named volumes.
+pub async fn prune(c: &Client, a: crate::args::SystemPruneArgs) -> CliResult<()> {
+    use crate::client::CliError;
+    if a.volumes && a.filter.iter().any(|f| f.starts_with("until=")) {
+        return Err(CliError::new(
+            1,
+            "ERROR: The \"until\" filter is not supported with \"--volumes\"",
+        ));
+    }
+    if !a.force && !super::confirm(&prune_warning(&a)) {
+        return Ok(());
+    }
+    let mut steps: Vec<(&str, Vec<String>, &str, &str)> = vec![
+        (
+            "/containers/prune",
+            a.filter.clone(),
+            "ContainersDeleted",
+            "Deleted Containers",
+        ),
+        (
+            "/networks/prune",
+            a.filter.clone(),
+            "NetworksDeleted",
+            "Deleted Networks",
+        ),
+    ];
+    if a.volumes {
+        steps.push((
+            "/volumes/prune",
+            a.filter.clone(),
+            "VolumesDeleted",
+            "Deleted Volumes",
+        ));
+    }
+    let mut image_filters = a.filter.clone();
+    image_filters.push(format!("dangling={}", !a.all));
+    steps.push((
+        "/images/prune",
+        image_filters,
+        "ImagesDeleted",
+        "Deleted Images",
+    ));
+    steps.push((
+        "/build/prune",
+        a.filter.clone(),
+        "CachesDeleted",
+        "Deleted build cache objects",
+    ));
+    let mut total = 0u64;
+    for (path, filters, key, title) in steps {
+        let (out, space) = prune_one(c, path, &filters, key, title).await?;
+        total += space;
+        if !out.is_empty() {
+            println!("{out}");
+        }
+    }
+    println!("Total reclaimed space: {}", units::human_size(total as f64));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,5 +862,48 @@ mod tests {
     fn version_lines_are_aligned() {
         assert_eq!(line(" Version:", "1"), " Version:           1\n");
         assert_eq!(line("  API version:", "1.47"), "  API version:      1.47\n");
+    }
+
+    #[test]
+    fn df_summary_like_docker_cli() {
+        let du = serde_json::json!({
+            "LayersSize": 3_000_000,
+            "Images": [
+                {"Id": "a", "Size": 2_000_000, "SharedSize": 1_000_000, "Containers": 1},
+                {"Id": "b", "Size": 2_000_000, "SharedSize": 1_000_000, "Containers": 0}
+            ],
+            "Containers": [
+                {"State": "running", "SizeRw": 100},
+                {"State": "exited", "SizeRw": 300}
+            ],
+            "Volumes": [
+                {"Name": "v", "UsageData": {"Size": 1000, "RefCount": 0}},
+                {"Name": "w", "UsageData": {"Size": -1, "RefCount": 1}}
+            ],
+            "BuildCache": []
+        });
+        let f = crate::tmpl::Format::new(None, DF_TABLE);
+        assert_eq!(
+            f.render(&df_header(), &df_rows(&du)).unwrap_or_default(),
+            "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n\
+             Images          2         1         3MB       2MB (66%)\n\
+             Containers      2         1         400B      300B (75%)\n\
+             Local Volumes   2         1         1kB       1kB (100%)\n\
+             Build Cache     0         0         0B        0B\n"
+        );
+    }
+
+    #[test]
+    fn prune_warning_like_docker_cli() {
+        let a = crate::args::SystemPruneArgs {
+            all: false,
+            force: false,
+            volumes: true,
+            filter: vec!["until=24h".into(), "label=a=b".into(), "dangling=x".into()],
+        };
+        assert_eq!(
+            prune_warning(&a),
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all anonymous volumes not used by at least one container\n  - all dangling images\n  - unused build cache\n\n  Items to be pruned will be filtered with:\n  - label=a=b\n  - until=24h\n"
+        );
     }
 }

@@ -183,7 +183,7 @@ fn port_summaries(r: &Record) -> Vec<models::PortSummary> {
     out
 }
 
-fn summary(r: &Record) -> models::ContainerSummary {
+pub(crate) fn summary(r: &Record) -> models::ContainerSummary {
     models::ContainerSummary {
         id: Some(r.id.clone()),
         names: Some(vec![format!("/{}", r.name)]),
@@ -309,6 +309,7 @@ fn matches_filters(st: &St, r: &Record, f: &HashMap<String, Vec<String>>) -> Res
 
 pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
     let all = p.bool("all", false);
+    let size = p.bool("size", false);
     let limit = p.int("limit")?.unwrap_or(-1);
     let filters = p.filters()?;
     let mut recs: Vec<Record> = st.table_read().by_id.values().map(|c| c.rec()).collect();
@@ -328,7 +329,13 @@ pub async fn list(State(st): State<AppState>, p: Params) -> ApiResult<Response> 
             if !matches_filters(&st2, &r, &filters)? {
                 continue;
             }
-            out.push(summary(&r));
+            let mut s = summary(&r);
+            if size {
+                let (rw, root) = super::system::container_sizes(&st2, &r);
+                s.size_rw = Some(rw);
+                s.size_root_fs = Some(root);
+            }
+            out.push(s);
             if limit > 0 && out.len() as i64 >= limit {
                 break;
             }

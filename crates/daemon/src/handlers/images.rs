@@ -82,14 +82,79 @@ pub async fn create(State(st): State<AppState>, p: Params, req: Request) -> ApiR
         return Ok(json_lines(vec![serde_json::json!({"status": id})]));
     }
     if let Some(img) = p.get("fromImage") {
-        let tag = p.get("tag").unwrap_or("latest");
-        return Err(ApiError(Error::not_found(format!(
-            "pull access denied for {img}:{tag}: pulling from registries is not supported yet"
-        ))));
+        let tag = p.get("tag").unwrap_or("").to_string();
+        let creds = req
+            .headers()
+            .get("X-Registry-Auth")
+            .and_then(|v| v.to_str().ok())
+            .and_then(berth_distribution::Credentials::from_header);
+        return pull(st, img.to_string(), tag, creds).await;
     }
     Err(ApiError(Error::invalid(
         "either fromSrc or fromImage must be set",
     )))
+}
+
+/// The pull half of POST /images/create. Resolve errors (unknown tag, access denied) are
+/// plain API errors, as docker returns them before any output; then docker's progress
+/// messages stream as JSON lines, and a later failure ends them with an error line.
+async fn pull(
+    st: AppState,
+    from_image: String,
+    tag: String,
+    creds: Option<berth_distribution::Credentials>,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    let reference = berth_distribution::pull_reference(&from_image, &tag)?;
+    let opts = berth_distribution::RegistryOptions {
+        insecure_registries: st.cfg.insecure_registries.clone(),
+        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
+    };
+    let puller = berth_distribution::Puller::new(
+        st.images.clone(),
+        opts,
+        berth_distribution::spool_dir(&st.root),
+    );
+    let resolved = puller.resolve(&reference, creds).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<berth_distribution::Progress>(64);
+    let name = reference.familiar_string();
+    let done = tokio::spawn(async move {
+        let res = puller.fetch(resolved, tx).await;
+        if res.is_ok() {
+            st.events.publish(
+                "image",
+                "pull",
+                &name,
+                std::collections::HashMap::from([("name".to_string(), name.clone())]),
+            );
+        }
+        res
+    });
+    let line = |v: serde_json::Value| {
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        b
+    };
+    let progress =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+            .map(move |p| line(serde_json::to_value(p).unwrap_or_default()));
+    let tail = futures::stream::once(async move {
+        let msg = match done.await {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => e.message,
+            Err(e) => e.to_string(),
+        };
+        Some(line(
+            serde_json::json!({"errorDetail": {"message": msg}, "error": msg}),
+        ))
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(progress.chain(tail).map(Ok::<_, std::io::Error>));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_default())
 }
 
 pub async fn load(State(st): State<AppState>, p: Params, req: Request) -> ApiResult<Response> {

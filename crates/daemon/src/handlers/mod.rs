@@ -1,6 +1,7 @@
 //! HTTP handlers: parse, call the engine, encode. Logic lives in the state modules and the
 //! engine crates.
 
+pub mod archive;
 pub mod containers;
 pub mod exec;
 pub mod images;

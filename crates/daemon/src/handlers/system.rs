@@ -274,3 +274,88 @@ pub async fn events(State(st): State<AppState>, p: crate::http::Params) -> ApiRe
         .body(body)
         .unwrap_or_default())
 }
+
+/// A container's writable layer (SizeRw) and that plus its image's layers (SizeRootFs).
+pub fn container_sizes(st: &crate::state::State, r: &crate::containers::Record) -> (i64, i64) {
+    let rw = berth_volume::fsutil::dir_size(&st.container_dir(&r.id).join("upper")) as i64;
+    let image = st.images.resolve(&r.image_id).map(|i| i.size).unwrap_or(0);
+    (rw, rw + image)
+}
+
+/// GET /system/df: images (Size, SharedSize, Containers) with LayersSize counting every
+/// layer once, containers with SizeRw/SizeRootFs, volumes with UsageData, and the (empty)
+/// build cache. `type` (API 1.42) narrows it to some of those.
+pub async fn df(State(st): State<AppState>, p: crate::http::Params) -> ApiResult<Response> {
+    let types = p.all("type");
+    for t in &types {
+        if !matches!(t.as_str(), "container" | "image" | "volume" | "build-cache") {
+            return Err(berth_api::Error::invalid(format!("invalid type: {t}")).into());
+        }
+    }
+    let want = |t: &str| types.is_empty() || types.iter().any(|x| x == t);
+    let (images, containers, volumes, cache) = (
+        want("image"),
+        want("container"),
+        want("volume"),
+        want("build-cache"),
+    );
+    let out = super::blocking(move || {
+        let mut recs: Vec<crate::containers::Record> =
+            st.table_read().by_id.values().map(|c| c.rec()).collect();
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created));
+        let mut v = serde_json::Map::new();
+        if images {
+            let (layers, mut list) = st.images.disk_usage()?;
+            for i in &mut list {
+                i.containers = recs.iter().filter(|r| r.image_id == i.id).count() as i64;
+            }
+            v.insert("LayersSize".into(), layers.into());
+            v.insert("Images".into(), serde_json::to_value(list)?);
+        }
+        if containers {
+            let list: Vec<models::ContainerSummary> = recs
+                .iter()
+                .map(|r| {
+                    let mut s = super::containers::summary(r);
+                    let (rw, root) = container_sizes(&st, r);
+                    s.size_rw = Some(rw);
+                    s.size_root_fs = Some(root);
+                    s
+                })
+                .collect();
+            v.insert("Containers".into(), serde_json::to_value(list)?);
+        }
+        if volumes {
+            let refs = st.volume_refs();
+            let list: Vec<serde_json::Value> = st
+                .volumes
+                .list()?
+                .iter()
+                .map(|vol| {
+                    let mut j = vol.to_json(&st.volumes.data_path(&vol.name));
+                    j["UsageData"] = serde_json::json!({
+                        "Size": st.volumes.size(&vol.name) as i64,
+                        "RefCount": refs.get(&vol.name).map_or(0, |r| r.len()),
+                    });
+                    j
+                })
+                .collect();
+            v.insert("Volumes".into(), list.into());
+        }
+        if cache {
+            v.insert("BuildCache".into(), serde_json::json!([]));
+        }
+        Ok(serde_json::Value::Object(v))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// POST /build/prune: berth's classic builder keeps no build cache; `docker system prune`
+/// calls this anyway.
+pub async fn build_prune() -> Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
+    )
+}

@@ -1,0 +1,238 @@
+//! `pull` against Debian's reference registry (docker-registry) on loopback: plain and
+//! digest pulls, run of a missing image, "up to date", docker's errors, htpasswd basic
+//! auth through X-Registry-Auth, and the stock docker CLI rendering the progress.
+
+use berth_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A docker-registry on 127.0.0.1:<free port> with its storage in a temp dir; killed and
+/// removed on drop.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Registry {
+    /// `htpasswd`: Some((user, password)) turns on basic auth.
+    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.join("data").display()
+        );
+        if let Some((u, p)) = htpasswd {
+            let o = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "htpasswd: {}", stderr(&o));
+            std::fs::write(dir.join("htpasswd"), &o.stdout).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), yaml).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let reg = Registry { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&reg.addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        reg
+    }
+
+    /// Pushes a docker-save archive as `<addr>/<repo>` with skopeo; returns the manifest
+    /// digest the registry stored.
+    fn push(&self, archive: &Path, repo: &str, creds: Option<&str>) -> String {
+        let dest = format!("docker://{}/{repo}", self.addr);
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        let digest_file = self.dir.join("digest");
+        cmd.arg("--digestfile").arg(&digest_file);
+        let o = cmd
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo copy: {}", stderr(&o));
+        std::fs::read_to_string(digest_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The busybox test image as a docker-save archive (made by `berth save`).
+fn busybox_archive(dir: &Path) -> PathBuf {
+    let src = Daemon::start();
+    src.busybox();
+    let out = dir.join("busybox.tar");
+    src.ok(&["save", "-o", out.to_str().unwrap(), "busybox:latest"]);
+    out
+}
+
+#[test]
+fn pull_run_digest_up_to_date_and_unknown_tag() {
+    let reg = Registry::start(None);
+    let archive = busybox_archive(&reg.dir);
+    let digest = reg.push(&archive, "test/busybox:latest", None);
+    let name = format!("{}/test/busybox:latest", reg.addr);
+
+    let d = Daemon::start_with_config(&format!(
+        r#"{{"insecure-registries": ["{}"], "max-concurrent-downloads": 2}}"#,
+        reg.addr
+    ));
+    let out = d.ok(&["pull", &name]);
+    for want in [
+        "latest: Pulling from test/busybox",
+        "Pulling fs layer",
+        "Verifying Checksum",
+        "Download complete",
+        "Pull complete",
+        &format!("Digest: {digest}"),
+        &format!("Status: Downloaded newer image for {name}"),
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(out.lines().last(), Some(name.as_str()), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled");
+    let digests = d.ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &name]);
+    assert!(
+        digests.contains(&format!("test/busybox@{digest}")),
+        "{digests}"
+    );
+
+    // Nothing is fetched again.
+    let again = d.ok(&["pull", &name]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+    assert!(!again.contains("Pulling fs layer"), "{again}");
+
+    // Unknown tag: docker's message, as an API error.
+    let bad = format!("{}/test/busybox:nope", reg.addr);
+    let o = d.berth(&["pull", &bad]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "manifest for {bad} not found: manifest unknown: manifest unknown"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown repository.
+    let o = d.berth(&["pull", &format!("{}/test/nothing", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+
+    // A fresh daemon: `run` of a digest reference pulls it first; docker pulls too.
+    let d2 = Daemon::start();
+    let by_digest = format!("{}/test/busybox@{digest}", reg.addr);
+    let o = d2.berth(&["run", "--rm", &by_digest, "echo", "by-digest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "by-digest");
+    assert!(
+        stderr(&o).contains("Unable to find image"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(&format!("Status: Downloaded newer image for {by_digest}")),
+        "{}",
+        stderr(&o)
+    );
+    let o = d2.docker(&["pull", &name]);
+    assert!(o.status.success(), "docker pull: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("Status: Downloaded newer image for {name}")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(d2.dok(&["run", "--rm", &name, "echo", "docker"]), "docker");
+}
+
+#[test]
+fn pull_with_basic_auth() {
+    let reg = Registry::start(Some(("berth", "s3cret")));
+    let archive = busybox_archive(&reg.dir);
+    reg.push(&archive, "private/busybox:v1", Some("berth:s3cret"));
+    let d = Daemon::start();
+    let name = format!("{}/private/busybox:v1", reg.addr);
+
+    let o = d.berth(&["pull", &name]);
+    assert!(!o.status.success());
+    let want = format!(
+        "pull access denied for {}/private/busybox, repository does not exist or may require 'docker login'",
+        reg.addr
+    );
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+
+    // X-Registry-Auth (base64 JSON, as the docker CLI sends it) gets through.
+    let auth = |user: &str, pass: &str| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                r#"printf '{{"username":"{user}","password":"{pass}"}}' | base64 -w0"#
+            ))
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let curl = |header: String| {
+        let o = Command::new("curl")
+            .args(["-sS", "--unix-socket"])
+            .arg(&d.sock)
+            .args(["-X", "POST", "-H"])
+            .arg(format!("X-Registry-Auth: {header}"))
+            .arg(format!(
+                "http://berth/v1.47/images/create?fromImage={}/private/busybox&tag=v1",
+                reg.addr
+            ))
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let denied = curl(auth("berth", "wrong"));
+    assert!(denied.contains("pull access denied"), "{denied}");
+    let out = curl(auth("berth", "s3cret"));
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "private"]), "private");
+}
