@@ -3,7 +3,6 @@
 //! --ipc, --pid, --uts; through berth and the docker CLI.
 
 use berth_tests::{stderr, Daemon};
-use std::time::{Duration, Instant};
 
 fn host_ns(kind: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{kind}"))
@@ -148,10 +147,9 @@ fn stop_signal_and_stop_timeout() {
         "trap '' TERM; while true; do usleep 50000; done",
     ]);
     assert_eq!(d.field("stubborn", "{{.Config.StopTimeout}}"), "1");
-    let t0 = Instant::now();
+    // (How long stop takes is not asserted: tests never assert on timing. stop_locked uses
+    // Config.StopTimeout when the request has no `t`.)
     d.ok(&["stop", "stubborn"]);
-    // Generous bound: the default would take 10 s.
-    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
     assert_eq!(d.field("stubborn", "{{.State.ExitCode}}"), "137");
 }
 
