@@ -208,6 +208,28 @@ fn security_profile_and_limits() {
     );
     assert_eq!(field(&status, "Seccomp:"), "2");
     assert_eq!(field(&status, "NoNewPrivs:"), "0");
+    // The profile really filters (the first run compiles it, later ones load the cached BPF):
+    // docker's profile denies unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, which needs no
+    // capability otherwise.
+    for _ in 0..2 {
+        let o = d.berth(&["run", "--rm", "busybox", "unshare", "-U", "true"]);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "unshare allowed under the default profile"
+        );
+    }
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     let s = d.ok(&[
         "run",
