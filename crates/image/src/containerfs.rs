@@ -13,7 +13,7 @@
 use berth_api::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstat, fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use std::collections::HashMap;
@@ -1029,27 +1029,8 @@ impl Extractor<'_> {
                 .map_err(|e| self.bad(&shown, format!("hardlink: {e}")))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let (sflag, dev) = match kind {
-                    tar::EntryType::Char | tar::EntryType::Block => {
-                        let major = hdr.device_major().ok().flatten().unwrap_or(0);
-                        let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
-                        let f = if kind == tar::EntryType::Char {
-                            SFlag::S_IFCHR
-                        } else {
-                            SFlag::S_IFBLK
-                        };
-                        (f, libc::makedev(major, minor))
-                    }
-                    _ => (SFlag::S_IFIFO, 0),
-                };
-                mknodat(
-                    Some(pfd),
-                    name.as_os_str(),
-                    sflag,
-                    Mode::from_bits_truncate(0o600),
-                    dev,
-                )
-                .map_err(|e| sys(&format!("mknod {}", show(&target)), e))?;
+                crate::unpack::mknod_entry(pfd, name.as_os_str(), kind, &hdr)
+                    .map_err(|e| sys(&format!("mknod {}", show(&target)), e))?;
                 chown_at(pfd)?;
                 let o = open_beneath(pfd, name, OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty())
                     .map_err(|e| sys(&format!("open {}", show(&target)), e))?;
