@@ -374,6 +374,30 @@ pub fn unpack_layer(reader: &mut dyn Read, dest: &Path) -> Result<i64> {
     Ok(size)
 }
 
+/// Creates the device node or FIFO a tar entry describes, mode 0600 (the caller sets the
+/// real mode and owner afterwards). Shared by layer unpacking and `cp` into containers.
+pub(crate) fn mknod_entry(
+    pfd: std::os::fd::RawFd,
+    name: &std::ffi::OsStr,
+    kind: tar::EntryType,
+    hdr: &tar::Header,
+) -> nix::Result<()> {
+    let (sflag, dev) = match kind {
+        tar::EntryType::Char | tar::EntryType::Block => {
+            let major = hdr.device_major().ok().flatten().unwrap_or(0);
+            let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
+            let f = if kind == tar::EntryType::Char {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            (f, libc::makedev(major, minor))
+        }
+        _ => (SFlag::S_IFIFO, 0),
+    };
+    mknodat(Some(pfd), name, sflag, Mode::from_bits_truncate(0o600), dev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,28 +673,4 @@ mod tests {
         assert_eq!(buf[0], b'y');
         f.outside_untouched();
     }
-}
-
-/// Creates the device node or FIFO a tar entry describes, mode 0600 (the caller sets the
-/// real mode and owner afterwards). Shared by layer unpacking and `cp` into containers.
-pub(crate) fn mknod_entry(
-    pfd: std::os::fd::RawFd,
-    name: &std::ffi::OsStr,
-    kind: tar::EntryType,
-    hdr: &tar::Header,
-) -> nix::Result<()> {
-    let (sflag, dev) = match kind {
-        tar::EntryType::Char | tar::EntryType::Block => {
-            let major = hdr.device_major().ok().flatten().unwrap_or(0);
-            let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
-            let f = if kind == tar::EntryType::Char {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            (f, libc::makedev(major, minor))
-        }
-        _ => (SFlag::S_IFIFO, 0),
-    };
-    mknodat(Some(pfd), name, sflag, Mode::from_bits_truncate(0o600), dev)
 }
