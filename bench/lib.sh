@@ -99,6 +99,11 @@ berth_up() {
 docker_up() {
   if [ -S "$D_SOCK" ] && docker_cli version >/dev/null 2>&1; then return 0; fi
   mkdir -p "$BENCH_DIR/docker"
+  # dockerd makes a "docker" cgroup in every hierarchy: remember whether one was there before.
+  [ -e "$BENCH_DIR/docker/.precg" ] || {
+    [ -d /sys/fs/cgroup/memory/docker ] || [ -d /sys/fs/cgroup/docker ]
+    echo $? >"$BENCH_DIR/docker/.precg"
+  }
   if ! ip link show "$BENCH_BRIDGE" >/dev/null 2>&1; then
     ip link add "$BENCH_BRIDGE" type bridge
     ip addr add "$BENCH_BRIDGE_CIDR" dev "$BENCH_BRIDGE"
@@ -207,6 +212,10 @@ engines_down() {
         _kill_pidfile "$BENCH_DIR/docker/pid"
         _umount_under "$BENCH_DIR/docker"
         ip link del "$BENCH_BRIDGE" 2>/dev/null
+        # Only if our dockerd made them (1 = none existed before); rmdir keeps non-empty ones.
+        if [ "$(cat "$BENCH_DIR/docker/.precg" 2>/dev/null)" = 1 ]; then
+          for h in /sys/fs/cgroup/*/docker /sys/fs/cgroup/docker; do rmdir "$h" 2>/dev/null; done
+        fi
         ;;
       podman)
         rm_all podman
