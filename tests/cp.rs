@@ -7,27 +7,12 @@
 use berth_tests::{stderr, stdout, Daemon};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Unmounts volume mounts left under the daemon root, even when a test fails.
-struct Unmounter(PathBuf);
-
-impl Drop for Unmounter {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.0.join("volumes")) {
-            for e in rd.flatten() {
-                let _ =
-                    nix::mount::umount2(&e.path().join("_data"), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
-
-fn start() -> (Daemon, Unmounter) {
+fn start() -> Daemon {
     let d = Daemon::start();
     d.busybox();
-    let u = Unmounter(d.root.clone());
-    (d, u)
+    d
 }
 
 fn have_docker() -> bool {
@@ -168,7 +153,7 @@ fn tar_names(data: &[u8]) -> Vec<String> {
 
 #[test]
 fn round_trip_and_docker_naming_rules() {
-    let (d, _u) = start();
+    let d = start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);
@@ -302,7 +287,7 @@ fn round_trip_and_docker_naming_rules() {
 
 #[test]
 fn tar_streams_volumes_and_stopped_containers() {
-    let (d, _u) = start();
+    let d = start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);
@@ -428,7 +413,7 @@ fn tar_streams_volumes_and_stopped_containers() {
 
 #[test]
 fn container_symlinks_and_hostile_input() {
-    let (d, _u) = start();
+    let d = start();
     let tmp = tempfile::tempdir().unwrap();
     // A host directory a hostile container points at.
     let host = tmp.path().join("host");
@@ -540,7 +525,7 @@ fn docker_cli_round_trip() {
         eprintln!("SKIP: docker CLI not installed");
         return;
     }
-    let (d, _u) = start();
+    let d = start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);

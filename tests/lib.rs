@@ -393,6 +393,14 @@ impl Drop for Daemon {
                     nix::mount::umount2(&e.path().join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        // Volumes with a tmpfs or bind backing that are still mounted (a test that failed
+        // halfway): unmount before the root goes.
+        if let Ok(rd) = std::fs::read_dir(self.root.join("volumes")) {
+            for e in rd.flatten() {
+                let _ =
+                    nix::mount::umount2(&e.path().join("_data"), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
         // The daemon's parent cgroup, in every hierarchy (v1) or the unified one (v2).
         if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in rd.flatten() {

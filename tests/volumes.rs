@@ -6,26 +6,10 @@
 use berth_tests::{stderr, stdout, Daemon};
 use std::path::{Path, PathBuf};
 
-/// Unmounts whatever is still mounted under the daemon's volumes (tmpfs- or bind-backed
-/// volumes) before the daemon's root is deleted, even when a test fails.
-struct Unmounter(PathBuf);
-
-impl Drop for Unmounter {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.0.join("volumes")) {
-            for e in rd.flatten() {
-                let _ =
-                    nix::mount::umount2(&e.path().join("_data"), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
-
-fn start() -> (Daemon, Unmounter) {
+fn start() -> Daemon {
     let d = Daemon::start();
     d.busybox();
-    let u = Unmounter(d.root.clone());
-    (d, u)
+    d
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -60,7 +44,7 @@ fn commit_image(d: &Daemon, tag: &str, script: &str, changes: &[&str]) {
 
 #[test]
 fn named_volume_survives_and_copy_up() {
-    let (d, _u) = start();
+    let d = start();
     d.ok(&[
         "run",
         "--rm",
@@ -198,7 +182,7 @@ fn named_volume_survives_and_copy_up() {
 
 #[test]
 fn anonymous_volumes_rm_v_and_prune() {
-    let (d, _u) = start();
+    let d = start();
     d.ok(&["create", "--name", "a1", "-v", "/x", "busybox", "true"]);
     let anon1 = d.field("a1", "{{(index .Mounts 0).Name}}");
     assert_eq!(d.field("a1", "{{(index .Mounts 0).Destination}}"), "/x");
@@ -262,7 +246,7 @@ fn anonymous_volumes_rm_v_and_prune() {
 
 #[test]
 fn binds_tmpfs_and_read_only() {
-    let (d, _u) = start();
+    let d = start();
     let host = tempfile::tempdir().unwrap();
     let dir = host.path().join("src");
     std::fs::create_dir(&dir).unwrap();
@@ -397,7 +381,7 @@ impl Drop for SharedMount {
 
 #[test]
 fn bind_propagation() {
-    let (d, _u) = start();
+    let d = start();
     let host = tempfile::tempdir().unwrap();
     let dir = host.path().join("src");
     std::fs::create_dir_all(dir.join("in")).unwrap();
@@ -507,7 +491,7 @@ fn bind_propagation() {
 
 #[test]
 fn volumes_from() {
-    let (d, _u) = start();
+    let d = start();
     d.ok(&[
         "create",
         "--name",
@@ -563,7 +547,7 @@ fn volumes_from() {
 
 #[test]
 fn volume_commands_and_filters() {
-    let (d, _u) = start();
+    let d = start();
     assert_eq!(
         d.ok(&["volume", "create", "--label", "env=prod", "--label", "tier", "v1"]),
         "v1"
@@ -714,7 +698,7 @@ fn volume_commands_and_filters() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let (d, _u) = start();
+    let d = start();
     let host = tempfile::tempdir().unwrap();
     let missing = host.path().join("missing").display().to_string();
     let cases: Vec<(Vec<String>, String)> = vec![
@@ -787,7 +771,7 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn symlinks_in_the_image_never_reach_the_host() {
-    let (d, _u) = start();
+    let d = start();
     // Host paths the image's symlinks point at.
     let host = tempfile::tempdir().unwrap();
     let target = host.path().join("target");
@@ -868,7 +852,7 @@ fn symlinks_in_the_image_never_reach_the_host() {
 
 #[test]
 fn docker_cli_volumes() {
-    let (d, _u) = start();
+    let d = start();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("file"), "bound").unwrap();
     assert_eq!(d.dok(&["volume", "create", "--label", "k=v", "dv"]), "dv");
