@@ -313,3 +313,52 @@ fn health_checks() {
     let o = d.dok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
     assert_eq!(o, "unhealthy");
 }
+
+#[test]
+fn volume_events() {
+    let d = Daemon::start();
+    d.busybox();
+    std::thread::sleep(Duration::from_millis(1100));
+    let since = now_secs().to_string();
+    d.ok(&["volume", "create", "evvol"]);
+    d.ok(&["run", "--rm", "-v", "evvol:/data", "busybox", "true"]);
+    d.ok(&["volume", "rm", "evvol"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let until = now_secs().to_string();
+    let o = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=volume",
+        "--format",
+        "{{.Action}} {{.Actor.ID}}",
+    ]);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "create evvol",
+            "mount evvol",
+            "unmount evvol",
+            "destroy evvol"
+        ],
+        "{o}"
+    );
+    let o = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "volume=evvol",
+        "--filter",
+        "event=mount",
+        "--format",
+        "{{index .Actor.Attributes \"destination\"}}",
+    ]);
+    assert_eq!(o, "/data");
+}

@@ -738,6 +738,21 @@ impl State {
         let rec = &nrec;
         let mut mounts = self.etc_files(rec, dir, &net)?;
         self.setup_mounts(rec, &rootfs, &mut mounts).await?;
+        // docker's volume `mount` events, one per volume the container uses.
+        for m in rec.mounts.iter().filter(|m| m.typ == "volume") {
+            self.events.publish(
+                "volume",
+                "mount",
+                &m.name,
+                HashMap::from([
+                    ("container".to_string(), rec.id.clone()),
+                    ("destination".to_string(), m.destination.clone()),
+                    ("driver".to_string(), m.driver.clone()),
+                    ("propagation".to_string(), m.propagation.clone()),
+                    ("read/write".to_string(), m.rw.to_string()),
+                ]),
+            );
+        }
         let hc = &rec.host_config;
         let cfg = &rec.config;
         let mut args = vec![rec.path.clone()];

@@ -293,6 +293,17 @@ impl State {
     /// After a container stopped: unmount its `type`/`device` volumes that no other
     /// running container uses (a tmpfs volume loses its content then, as with docker).
     pub fn release_volumes(&self, rec: &Record) {
+        for m in rec.mounts.iter().filter(|m| m.typ == "volume") {
+            self.events.publish(
+                "volume",
+                "unmount",
+                &m.name,
+                std::collections::HashMap::from([
+                    ("container".to_string(), rec.id.clone()),
+                    ("driver".to_string(), m.driver.clone()),
+                ]),
+            );
+        }
         let names: Vec<&str> = rec
             .mounts
             .iter()

@@ -58,7 +58,16 @@ pub async fn create(
     };
     let st2 = st.clone();
     let v = blocking(move || Ok(st2.volumes.create(&req)?)).await?;
-    Ok(json(StatusCode::CREATED, &volume_json(&st, &v)))
+    let out = volume_json(&st, &v);
+    let name = out["Name"].as_str().unwrap_or_default().to_string();
+    let driver = out["Driver"].as_str().unwrap_or("local").to_string();
+    st.events.publish(
+        "volume",
+        "create",
+        &name,
+        HashMap::from([("driver".to_string(), driver)]),
+    );
+    Ok(json(StatusCode::CREATED, &out))
 }
 
 pub async fn inspect(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
@@ -72,17 +81,34 @@ pub async fn remove(
     p: Params,
 ) -> ApiResult<Response> {
     let force = p.bool("force", false);
-    blocking(move || st.remove_volume(&name, force)).await?;
+    let st2 = st.clone();
+    let n2 = name.clone();
+    blocking(move || st2.remove_volume(&n2, force)).await?;
+    st.events.publish(
+        "volume",
+        "destroy",
+        &name,
+        HashMap::from([("driver".to_string(), "local".to_string())]),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn prune(State(st): State<AppState>, p: Params) -> ApiResult<Response> {
     let f = p.filters()?;
+    let st2 = st.clone();
     let (deleted, reclaimed) = blocking(move || {
-        let in_use = st.volumes_in_use();
-        Ok(st.volumes.prune(&f, &in_use)?)
+        let in_use = st2.volumes_in_use();
+        Ok(st2.volumes.prune(&f, &in_use)?)
     })
     .await?;
+    for n in &deleted {
+        st.events.publish(
+            "volume",
+            "destroy",
+            n,
+            HashMap::from([("driver".to_string(), "local".to_string())]),
+        );
+    }
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}),
