@@ -119,6 +119,28 @@ fn restart_policies() {
     );
     assert_eq!(d.field("uns", "{{.State.Running}}"), "false");
     d.ok(&["rm", "-f", "alw", "alw2", "uns", "onf", "clean"]);
+
+    // The stock docker CLI sets the same policy.
+    d.dok(&[
+        "run",
+        "-d",
+        "--name",
+        "dk",
+        "--restart",
+        "on-failure:1",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 5",
+    ]);
+    d.eventually(
+        "docker-created on-failure:1 container restarted once",
+        || d.field("dk", "{{.RestartCount}} {{.State.Status}}") == "1 exited",
+    );
+    assert_eq!(
+        d.dok(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "dk"]),
+        "on-failure"
+    );
 }
 
 #[test]
