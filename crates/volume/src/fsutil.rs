@@ -41,17 +41,34 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 fn openat2_in_root(root: RawFd, path: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let rel = path.trim_start_matches('/');
     let c = cstr(if rel.is_empty() { b"." } else { rel.as_bytes() })?;
+    openat2(
+        root,
+        &c,
+        flags,
+        mode,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// openat2(2) with `O_CLOEXEC` added.
+fn openat2(
+    dirfd: RawFd,
+    path: &std::ffi::CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain data (non_exhaustive, so built from zeroes).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.mode = mode as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: how is a valid open_how of the given size, c a valid C string.
+    how.resolve = resolve;
+    // SAFETY: how is a valid open_how of the given size, path a valid C string.
     let r = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root,
-            c.as_ptr(),
+            dirfd,
+            path.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
@@ -97,25 +114,13 @@ fn open_beneath(root: RawFd, rel: &[String]) -> io::Result<OwnedFd> {
         rel.join("/")
     };
     let c = cstr(path.as_bytes())?;
-    // SAFETY: open_how is plain data (non_exhaustive, so built from zeroes).
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
-    // SAFETY: valid open_how and C string.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the syscall returned a new fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+    openat2(
+        root,
+        &c,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
 }
 
 /// Creates the mount point `path` inside `root` (a directory, or an empty file when
