@@ -72,6 +72,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(SaveArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -113,6 +115,82 @@ pub enum Command {
     /// Manage Docker
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+#[derive(Subcommand, Debug)]
+#[command(arg_required_else_help = true)]
+pub enum BuilderCommand {
+    /// Build an image from a Dockerfile
+    Build(Box<BuildArgs>),
+    /// Remove build cache
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuilderPruneArgs {
+    /// Remove all unused build cache, not just dangling ones
+    #[arg(short = 'a', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the "name:tag" format
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (Default is "PATH/Dockerfile")
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long = "no-cache", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub pull: bool,
+    /// Remove intermediate containers after a successful build
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub rm: bool,
+    /// Always remove intermediate containers
+    #[arg(long = "force-rm", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub force_rm: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short = 'q', long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", hide_possible_values = true, hide_default_value = true)]
+    pub quiet: bool,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<String>,
+    /// Set the networking mode for the RUN instructions during build
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Build context: a directory, or "-" to read a Dockerfile or a context tar from STDIN
+    pub context: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +275,8 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<BuildArgs>),
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! berthd: serves the Docker Engine API on a UNIX socket.
 
 mod archive;
+mod build;
 mod config;
 mod containers;
 mod error;

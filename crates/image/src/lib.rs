@@ -18,6 +18,7 @@ mod store;
 mod unpack;
 
 pub use changes::apply_changes;
+pub use compress::{decompress, detect as compress_detect, Compression};
 pub use containerfs::{ContainerFs, ExtractOptions, FsMount, PathStat};
 pub use reference::{parse_normalized_named, parse_reference, path_match, Reference};
 pub use store::{chain_ids, CommitOptions, Image, ImageStore};

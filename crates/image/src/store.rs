@@ -1051,6 +1051,38 @@ impl ImageStore {
         })
     }
 
+    /// `builder prune`: removes the given build-cache images that are untagged, unused
+    /// and childless, with their untagged parents. Returns the bytes reclaimed.
+    pub fn prune_untagged(
+        &self,
+        ids: &[String],
+        in_use: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<i64> {
+        let _g = self.guard();
+        let mut records = Vec::new();
+        let mut reclaimed = 0;
+        loop {
+            let mut progress = false;
+            for id in ids {
+                let Some(img) = self.load_image(id)? else {
+                    continue;
+                };
+                if !img.repo_tags.is_empty()
+                    || !img.repo_digests.is_empty()
+                    || in_use(id).is_some()
+                    || !self.children(id)?.is_empty()
+                {
+                    continue;
+                }
+                reclaimed += self.delete_helper(id, false, true, false, in_use, &mut records)?;
+                progress = true;
+            }
+            if !progress {
+                return Ok(reclaimed);
+            }
+        }
+    }
+
     // ---- creation ------------------------------------------------------------------
 
     /// Makes sure snapshots/<chain> exists, unpacking the layer blob into a temp dir and

@@ -1,5 +1,6 @@
 //! Command implementations.
 
+mod build;
 mod container;
 mod cp;
 #[cfg(test)]
@@ -12,7 +13,7 @@ mod run;
 mod stats;
 mod system;
 
-use crate::args::{Command, ContainerCommand, ImageCommand, SystemCommand};
+use crate::args::{BuilderCommand, Command, ContainerCommand, ImageCommand, SystemCommand};
 use crate::client::{CliError, CliResult, Client};
 
 pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
@@ -41,6 +42,9 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Load(a) => image::load(c, a).await,
         C::Pull(a) => image::pull(c, a).await,
         C::Save(a) => image::save(c, a).await,
+        C::Build(a) => build::build(c, a).await,
+        C::Builder(BuilderCommand::Build(a)) => build::build(c, *a).await,
+        C::Builder(BuilderCommand::Prune(a)) => build::prune(c, a).await,
         C::Import(a) => image::import(c, a).await,
         C::History(a) => image::history(c, a).await,
         C::Version(a) => system::version(c, a).await,
@@ -108,6 +112,7 @@ async fn image_cmd(c: &Client, cmd: ImageCommand) -> CliResult<()> {
         C::Rm(a) => image::rmi(c, a).await,
         C::Save(a) => image::save(c, a).await,
         C::Tag(a) => image::tag(c, a).await,
+        C::Build(a) => build::build(c, *a).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! engine crates.
 
 pub mod archive;
+pub mod build;
 pub mod containers;
 pub mod exec;
 pub mod images;

@@ -350,12 +350,3 @@ pub async fn df(State(st): State<AppState>, p: crate::http::Params) -> ApiResult
     .await?;
     Ok(json(StatusCode::OK, &out))
 }
-
-/// POST /build/prune: berth's classic builder keeps no build cache; `docker system prune`
-/// calls this anyway.
-pub async fn build_prune() -> Response {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
-    )
-}
