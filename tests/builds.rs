@@ -116,6 +116,8 @@ fn multi_stage_build_cache_and_image() {
     assert_eq!(c["WorkingDir"], "/app");
     let env: Vec<String> = serde_json::from_value(c["Env"].clone()).unwrap();
     assert!(env.contains(&"MODE=prod".to_string()), "{env:?}");
+    // docker's classic builder gives a stage without PATH the default one.
+    assert!(env[0].starts_with("PATH=/usr/local/sbin:"), "{env:?}");
     assert!(!env.iter().any(|e| e.starts_with("OUT=")), "{env:?}");
     assert_eq!(
         c["ExposedPorts"],
@@ -381,4 +383,91 @@ fn docker_cli_classic_builder() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn onbuild_url_and_context_symlinks() {
+    let d = start();
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path().to_str().unwrap();
+
+    // ONBUILD triggers run in the child's build, and are not inherited further.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nONBUILD RUN echo triggered > /trig\n",
+    );
+    d.ok(&["build", "-t", "ob", dir]);
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM ob\nCMD [\"cat\", \"/trig\"]\n",
+    );
+    let out = d.ok(&["build", "-t", "ob2", dir]);
+    assert!(out.contains("# Executing 1 build trigger"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "ob2"]), "triggered");
+    let cfg = d.ok(&["image", "inspect", "--format", "{{json .Config}}", "ob2"]);
+    assert!(!cfg.contains("triggered"), "{cfg}");
+
+    // ADD of a URL: served once by a one-shot HTTP server on the loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 4096];
+        let _ = s.read(&mut req);
+        let body = "downloaded\n";
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://127.0.0.1:{port}/files/remote.txt /dl/\n"),
+    );
+    let o = d.berth(&["build", "-t", "u1", dir]);
+    server.join().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "u1",
+            "sh",
+            "-c",
+            "cat /dl/remote.txt; stat -c %a /dl/remote.txt"
+        ]),
+        "downloaded\n600"
+    );
+
+    // Symlinks in the context resolve inside it: never to the host's files.
+    std::os::unix::fs::symlink("/etc", ctx.path().join("escape")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", ctx.path().join("hn")).unwrap();
+    for src in ["escape/hostname", "hn"] {
+        for ins in ["COPY", "ADD"] {
+            write(
+                ctx.path(),
+                "Dockerfile",
+                &format!("FROM busybox\n{ins} {src} /x\n"),
+            );
+            let o = d.berth(&["build", dir]);
+            assert!(!o.status.success(), "{ins} {src}: {}", stdout(&o));
+            assert!(
+                stderr(&o).contains("not found"),
+                "{ins} {src}: {}",
+                stderr(&o)
+            );
+        }
+    }
+    // A symlink inside the context that stays inside is followed.
+    std::os::unix::fs::symlink("sub/real.txt", ctx.path().join("rel")).unwrap();
+    write(ctx.path(), "sub/real.txt", "real\n");
+    write(ctx.path(), "Dockerfile", "FROM busybox\nCOPY rel /x\n");
+    d.ok(&["build", "-t", "s1", dir]);
+    assert_eq!(d.ok(&["run", "--rm", "s1", "cat", "/x"]), "real");
 }

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Build args docker accepts without an ARG line (and never warns about).
 const PREDEFINED_ARGS: &[&str] = &[
     "HTTP_PROXY",
@@ -398,13 +400,22 @@ pub async fn build<B: Backend>(
         format!("LABEL {}", pairs.join(" "))
     });
     let extra = if label_step.is_some() { 1 } else { 0 };
+    // Global ARGs count as steps, as in docker's classic output.
     let total: usize = (0..stages.len())
         .filter(|i| needed[*i])
         .map(|i| 1 + stages[i].instructions.len())
         .sum::<usize>()
-        + extra;
+        + extra
+        + df.meta_args.len();
+    for (k, a) in df.meta_args.iter().enumerate() {
+        let text = match &a.default {
+            Some(d) => format!("ARG {}={d}", a.name),
+            None => format!("ARG {}", a.name),
+        };
+        say(&out, format!("Step {}/{total} : {text}\n", k + 1));
+    }
     let mut first_step = vec![0usize; stages.len()];
-    let mut n = 1;
+    let mut n = 1 + df.meta_args.len();
     for i in 0..stages.len() {
         if needed[i] {
             first_step[i] = n;
@@ -639,6 +650,11 @@ impl<B: Backend> Ctx<'_, B> {
             self.arrow(&base_img.id);
         }
         let triggers = base_img.config.on_build.take().unwrap_or_default();
+        // docker's dispatchState.setDefaultPath: a stage without PATH gets the default one.
+        let env = base_img.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_string());
+        }
         let mut st = StageState {
             image: base_img.id,
             config: base_img.config,
@@ -872,13 +888,14 @@ impl<B: Backend> Ctx<'_, B> {
                         retries: h.retries,
                     },
                 };
+                // Go's %v of docker's HealthConfig struct (Test, Interval, Timeout,
+                // StartPeriod, Retries), as the classic builder writes it.
                 let msg = format!(
-                    "HEALTHCHECK &{{{} \"{}\" \"{}\" \"{}\" \"{}\" '\\x{:02x}'}}",
+                    "HEALTHCHECK &{{{} \"{}\" \"{}\" \"{}\" '\\x{:02x}'}}",
                     go_q(hc.test.as_deref().unwrap_or_default()),
                     go_duration(hc.interval),
                     go_duration(hc.timeout),
                     go_duration(hc.start_period),
-                    go_duration(hc.start_interval),
                     hc.retries.unwrap_or(0)
                 );
                 st.config.healthcheck = Some(hc);
@@ -1119,8 +1136,14 @@ impl<B: Backend> Ctx<'_, B> {
         } else {
             dest.clone()
         };
+        // docker's quirk kept: "--chown=1000:1000file:<hash>", no space before the hash.
+        let chown = spec
+            .chown
+            .as_deref()
+            .map(|c| format!("--chown={c}"))
+            .unwrap_or_default();
         let created_by = format!(
-            "{} #(nop) {instruction} {digest} in {shown_dest} ",
+            "{} #(nop) {instruction} {chown}{digest} in {shown_dest} ",
             st.shell().join(" ")
         );
         let extra = format!(

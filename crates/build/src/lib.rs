@@ -3,5 +3,6 @@
 //! builder that dispatches each instruction over a backend the daemon implements.
 
 pub mod builder;
+pub mod context;
 pub mod dockerfile;
 pub mod lex;

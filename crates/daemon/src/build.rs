@@ -9,6 +9,7 @@ use berth_api::{models, Error};
 use berth_build::builder::{
     short_id, Backend, BaseImage, BuildError, CopySource, CopySpec, Msg, Out, RunSpec,
 };
+use berth_build::context::{clean_rel, Context};
 use berth_context::glob;
 use berth_image::{CommitOptions, ContainerFs, ExtractOptions, ImageStore};
 use sha2::{Digest, Sha256};
@@ -25,22 +26,44 @@ pub fn build_root(root: &Path) -> PathBuf {
     root.join("build")
 }
 
+/// At daemon start: a build cut short by a crash leaves its scratch dir (and maybe a
+/// mounted step rootfs) behind; unmount and remove them.
+pub fn cleanup_stale(root: &Path) {
+    let Ok(builds) = std::fs::read_dir(build_root(root)) else {
+        return;
+    };
+    for b in builds.flatten() {
+        if let Ok(steps) = std::fs::read_dir(b.path()) {
+            for st in steps.flatten() {
+                if st.file_name().to_string_lossy().starts_with("step-") {
+                    let _ = ImageStore::unmount_rootfs(&st.path());
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(b.path()) {
+            tracing::warn!("removing stale build dir {}: {e}", b.path().display());
+        }
+    }
+}
+
 pub struct DaemonBackend {
     pub st: Arc<State>,
-    /// The unpacked build context.
-    pub context: PathBuf,
+    /// The build context as sent (spool + index).
+    pub context: Arc<Context>,
     /// Scratch space for this build (step rootfs mounts, spooled archives).
     pub scratch: PathBuf,
     /// Resource limits of the build's RUN containers (`/build`'s memory, cpushares, ...).
     pub host_config: models::HostConfig,
     pub credentials: Option<berth_distribution::Credentials>,
     seq: AtomicU64,
+    /// ADD URLs fetched in this build (the digest and the copy read the same bytes).
+    downloads: std::sync::Mutex<std::collections::HashMap<String, (String, Vec<u8>)>>,
 }
 
 impl DaemonBackend {
     pub fn new(
         st: Arc<State>,
-        context: PathBuf,
+        context: Arc<Context>,
         scratch: PathBuf,
         host_config: models::HostConfig,
         credentials: Option<berth_distribution::Credentials>,
@@ -52,6 +75,7 @@ impl DaemonBackend {
             host_config,
             credentials,
             seq: AtomicU64::new(0),
+            downloads: Default::default(),
         }
     }
 
@@ -608,81 +632,41 @@ impl DaemonBackend {
         if locals.is_empty() {
             return Ok(plan);
         }
-        let (root, mount) = match &spec.source {
-            CopySource::Context => (self.context.clone(), None),
+        let spec2 = spec.clone();
+        let items = match &spec.source {
+            CopySource::Context => {
+                let ctx = self.context.clone();
+                blocking(move || context_items(&ctx, &spec2, &locals)).await?
+            }
             CopySource::Image(id) => {
                 let images = self.st.images.clone();
                 let (id, dir) = (id.clone(), self.step_dir());
                 let r = blocking(move || StepRoot::mount(&images, &id, dir)).await?;
-                (r.rootfs.clone(), Some(Arc::new(r)))
+                let (root, mount) = (r.rootfs.clone(), Arc::new(r));
+                blocking(move || image_items(&root, &mount, &spec2, &locals)).await?
             }
         };
-        let spec2 = spec.clone();
-        let items = blocking(move || {
-            let fs = ContainerFs::open(&root, &[], true)?;
-            let mut items = Vec::new();
-            for s in &locals {
-                let rel = clean_rel(s).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "forbidden path outside the build context: {s} ()"
-                    ))
-                })?;
-                let matches = if glob::has_meta(&rel) {
-                    let m = expand_glob(&root, &rel)?;
-                    if m.is_empty() {
-                        return Err(not_found(&spec2, s));
-                    }
-                    m
-                } else {
-                    vec![rel]
-                };
-                for m in matches {
-                    let stat = fs.stat(&format!("/{m}")).map_err(|_| not_found(&spec2, s))?;
-                    // The source path itself is followed when it is a symlink (in scope).
-                    let (path, stat) = if !stat.link_target.is_empty() {
-                        let t = stat.link_target.clone();
-                        let ts = fs.stat(&t).map_err(|_| not_found(&spec2, s))?;
-                        (t, ts)
-                    } else {
-                        (format!("/{m}"), stat)
-                    };
-                    let base = m.rsplit('/').next().unwrap_or(&m).to_string();
-                    if stat.is_dir() {
-                        items.push(Item::Dir {
-                            root: root.clone(),
-                            path,
-                            _keep: mount.clone(),
-                            owner_from_source: spec2.source != CopySource::Context,
-                        });
-                    } else if spec2.add && spec2.source == CopySource::Context && is_archive(&root, &path) {
-                        items.push(Item::Archive {
-                            file: root.join(path.trim_start_matches('/')),
-                        });
-                    } else {
-                        items.push(Item::File {
-                            root: root.clone(),
-                            path,
-                            base,
-                            _keep: mount.clone(),
-                            owner_from_source: spec2.source != CopySource::Context,
-                        });
-                    }
-                }
-            }
-            if items.len() > 1 && !spec2.dest_is_dir {
-                return Err(Error::invalid(format!(
-                    "When using {} with more than one source file, the destination must be a directory and end with a /",
-                    spec2.instruction
-                )));
-            }
-            Ok(items)
-        })
-        .await?;
+        if plan.items.len() + items.len() > 1 && !spec.dest_is_dir {
+            return Err(Error::invalid(format!(
+                "When using {} with more than one source file, the destination must be a directory and end with a /",
+                spec.instruction
+            ))
+            .into());
+        }
         plan.items.extend(items);
         Ok(plan)
     }
 
     async fn fetch_url(&self, url: &str) -> Result<Item, BuildError> {
+        let done = self
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned();
+        if let Some((name, content)) = done {
+            return Ok(Item::Url { name, content });
+        }
         let resp = reqwest::get(url)
             .await
             .and_then(|r| r.error_for_status())
@@ -699,11 +683,144 @@ impl DaemonBackend {
             .find(|s| !s.is_empty())
             .unwrap_or("download")
             .to_string();
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(url.to_string(), (name.clone(), bytes.to_vec()));
         Ok(Item::Url {
             name,
             content: bytes.to_vec(),
         })
     }
+}
+
+fn forbidden(s: &str) -> Error {
+    Error::invalid(format!("forbidden path outside the build context: {s} ()"))
+}
+
+/// COPY/ADD sources from the build context (its index; nothing on disk).
+fn context_items(
+    ctx: &Arc<Context>,
+    spec: &CopySpec,
+    sources: &[String],
+) -> Result<Vec<Item>, Error> {
+    let mut items = Vec::new();
+    for s in sources {
+        let rel = clean_rel(s).ok_or_else(|| forbidden(s))?;
+        let matches = if glob::has_meta(&rel) {
+            let m = context_glob(ctx, &rel)?;
+            if m.is_empty() {
+                return Err(not_found(spec, s));
+            }
+            m
+        } else {
+            vec![rel]
+        };
+        for m in matches {
+            // The source path itself is followed when it is a symlink (in the context).
+            let key = ctx.resolve(&m, true).ok_or_else(|| not_found(spec, s))?;
+            let node = ctx.get(&key).ok_or_else(|| not_found(spec, s))?;
+            let base = m.rsplit('/').next().unwrap_or(&m).to_string();
+            if node.is_dir() {
+                items.push(Item::CtxDir {
+                    ctx: ctx.clone(),
+                    key,
+                });
+            } else if spec.add && is_archive(&mut ctx.reader(node)) {
+                items.push(Item::CtxArchive {
+                    ctx: ctx.clone(),
+                    key,
+                });
+            } else {
+                items.push(Item::CtxFile {
+                    ctx: ctx.clone(),
+                    key,
+                    base,
+                });
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Go filepath.Match of a relative pattern over the context, one component at a time.
+fn context_glob(ctx: &Context, pat: &str) -> Result<Vec<String>, Error> {
+    let mut cur: Vec<String> = vec![String::new()];
+    for comp in pat.split('/') {
+        let mut next = Vec::new();
+        for base in &cur {
+            if !glob::has_meta(comp) {
+                next.push(join_rel(base, comp));
+                continue;
+            }
+            let Some(dir) = ctx.resolve(base, true) else {
+                continue;
+            };
+            if !ctx.get(&dir).is_some_and(|n| n.is_dir()) {
+                continue;
+            }
+            for n in ctx.children(&dir) {
+                if glob::go_match(comp, &n)
+                    .map_err(|_| Error::invalid(format!("syntax error in pattern: {pat}")))?
+                {
+                    next.push(join_rel(base, &n));
+                }
+            }
+        }
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// COPY --from sources: another stage's (or image's) rootfs, resolved in-root.
+fn image_items(
+    root: &Path,
+    mount: &Arc<StepRoot>,
+    spec: &CopySpec,
+    sources: &[String],
+) -> Result<Vec<Item>, Error> {
+    let fs = ContainerFs::open(root, &[], true)?;
+    let mut items = Vec::new();
+    for s in sources {
+        let rel = clean_rel(s).ok_or_else(|| forbidden(s))?;
+        let matches = if glob::has_meta(&rel) {
+            let m = expand_glob(root, &rel)?;
+            if m.is_empty() {
+                return Err(not_found(spec, s));
+            }
+            m
+        } else {
+            vec![rel]
+        };
+        for m in matches {
+            let stat = fs.stat(&format!("/{m}")).map_err(|_| not_found(spec, s))?;
+            let (path, stat) = if !stat.link_target.is_empty() {
+                let t = stat.link_target.clone();
+                let ts = fs.stat(&t).map_err(|_| not_found(spec, s))?;
+                (t, ts)
+            } else {
+                (format!("/{m}"), stat)
+            };
+            let base = m.rsplit('/').next().unwrap_or(&m).to_string();
+            if stat.is_dir() {
+                items.push(Item::Dir {
+                    root: root.to_path_buf(),
+                    path,
+                    _keep: Some(mount.clone()),
+                    owner_from_source: true,
+                });
+            } else {
+                items.push(Item::File {
+                    root: root.to_path_buf(),
+                    path,
+                    base,
+                    _keep: Some(mount.clone()),
+                    owner_from_source: true,
+                });
+            }
+        }
+    }
+    Ok(items)
 }
 
 fn not_found(spec: &CopySpec, s: &str) -> Error {
@@ -717,21 +834,6 @@ fn not_found(spec: &CopySpec, s: &str) -> Error {
             spec.instruction
         )),
     }
-}
-
-/// A source path relative to its root; None when it climbs out (`../x`).
-fn clean_rel(s: &str) -> Option<String> {
-    let mut out: Vec<&str> = Vec::new();
-    for c in s.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop()?;
-            }
-            c => out.push(c),
-        }
-    }
-    Some(out.join("/"))
 }
 
 /// Go filepath.Match of a relative pattern, one component at a time, without following
@@ -770,10 +872,8 @@ fn expand_glob(root: &Path, pat: &str) -> Result<Vec<String>, Error> {
     Ok(cur)
 }
 
-fn is_archive(root: &Path, path: &str) -> bool {
-    let Ok(mut f) = File::open(root.join(path.trim_start_matches('/'))) else {
-        return false;
-    };
+/// ADD's rule: a local tar (plain or compressed) is unpacked, anything else copied.
+fn is_archive(f: &mut dyn Read) -> bool {
     let mut head = [0u8; 512];
     let mut n = 0;
     while n < head.len() {
@@ -782,6 +882,9 @@ fn is_archive(root: &Path, path: &str) -> bool {
             Ok(k) => n += k,
             Err(_) => return false,
         }
+    }
+    if n == 0 {
+        return false;
     }
     if berth_image::compress_detect(&head[..n]) != berth_image::Compression::None {
         return true;
@@ -812,9 +915,20 @@ enum Item {
         _keep: Option<Arc<StepRoot>>,
         owner_from_source: bool,
     },
-    /// ADD of a local tar (possibly compressed): its entries land under the destination.
-    Archive {
-        file: PathBuf,
+    /// A directory of the build context (its contents; its own metadata for the dest).
+    CtxDir {
+        ctx: Arc<Context>,
+        key: String,
+    },
+    CtxFile {
+        ctx: Arc<Context>,
+        key: String,
+        base: String,
+    },
+    /// ADD of a context tar (possibly compressed): its entries land under the destination.
+    CtxArchive {
+        ctx: Arc<Context>,
+        key: String,
     },
     Url {
         name: String,
@@ -924,8 +1038,8 @@ impl Entry<'_> {
 impl Item {
     fn kind(&self) -> &'static str {
         match self {
-            Item::Dir { .. } => "dir",
-            Item::Archive { .. } => "archive",
+            Item::Dir { .. } | Item::CtxDir { .. } => "dir",
+            Item::CtxArchive { .. } => "archive",
             _ => "file",
         }
     }
@@ -1009,8 +1123,55 @@ impl Item {
                 }
                 Ok(())
             }
-            Item::Archive { file } => {
-                let mut raw = File::open(file)?;
+            Item::CtxDir { ctx, key } => {
+                let Some(root) = ctx.get(key) else {
+                    return Ok(());
+                };
+                let mut top = Entry {
+                    rel: String::new(),
+                    base: String::new(),
+                    header: root.header(),
+                    link: None,
+                    data: &mut std::io::empty(),
+                    keep_owner: false,
+                };
+                f(&mut top)?;
+                for (rel, node) in ctx.descendants(key) {
+                    let link = match &node.kind {
+                        berth_build::context::Kind::Symlink(t) => Some(t.clone()),
+                        _ => None,
+                    };
+                    let mut data = ctx.reader(node);
+                    f(&mut Entry {
+                        rel: rel.to_string(),
+                        base: String::new(),
+                        header: node.header(),
+                        link,
+                        data: &mut data,
+                        keep_owner: false,
+                    })?;
+                }
+                Ok(())
+            }
+            Item::CtxFile { ctx, key, base } => {
+                let Some(node) = ctx.get(key) else {
+                    return Ok(());
+                };
+                let mut data = ctx.reader(node);
+                f(&mut Entry {
+                    rel: String::new(),
+                    base: base.clone(),
+                    header: node.header(),
+                    link: None,
+                    data: &mut data,
+                    keep_owner: false,
+                })
+            }
+            Item::CtxArchive { ctx, key } => {
+                let Some(node) = ctx.get(key) else {
+                    return Ok(());
+                };
+                let mut raw = ctx.reader(node);
                 let mut input = berth_image::decompress(&mut raw)?;
                 let mut ar = tar::Archive::new(&mut input);
                 for e in ar.entries().map_err(io_err)? {

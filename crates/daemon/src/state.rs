@@ -44,6 +44,7 @@ impl State {
         let runtime_root = exec_root.join("runtime");
         std::fs::create_dir_all(&runtime_root)?;
         let db = Arc::new(Db::open(&root.join("state.db")).context("opening state.db")?);
+        crate::build::cleanup_stale(&root);
         let blobs = Arc::new(BlobStore::open(&root).context("opening blob store")?);
         let images = Arc::new(
             ImageStore::open(&root, db.clone(), blobs)

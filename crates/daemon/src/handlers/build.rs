@@ -9,9 +9,9 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use berth_api::{models, Error};
 use berth_build::builder::{self, BuildError, BuildOptions, Msg, Out};
+use berth_build::context::{clean_rel, Context};
 use futures::TryStreamExt;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -29,32 +29,27 @@ fn line(v: &serde_json::Value) -> bytes::Bytes {
     bytes::Bytes::from(b)
 }
 
-/// The Dockerfile's path inside the context; docker also tries "dockerfile" for the default.
-fn locate_dockerfile(ctx: &Path, name: &str) -> Result<(PathBuf, String), Error> {
+/// A regular file of the context by name, resolved inside the context.
+fn context_file(ctx: &Context, name: &str) -> Option<(String, Vec<u8>)> {
+    let key = ctx.resolve(name, true)?;
+    let node = ctx.get(&key).filter(|n| !n.is_dir())?;
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut ctx.reader(node), &mut data).ok()?;
+    Some((key, data))
+}
+
+/// The Dockerfile (docker also tries "dockerfile" for the default name).
+fn read_dockerfile(ctx: &Context, name: &str) -> Result<(String, Vec<u8>), Error> {
     let missing = || Error::invalid(format!("Cannot locate specified Dockerfile: {name}"));
-    let mut comps = Vec::new();
-    for c in name.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                comps.pop().ok_or_else(missing)?;
-            }
-            c => comps.push(c),
-        }
-    }
-    let rel = comps.join("/");
+    let rel = clean_rel(name).ok_or_else(missing)?;
     let mut candidates = vec![rel.clone()];
     if rel == "Dockerfile" {
         candidates.push("dockerfile".into());
     }
-    for c in candidates {
-        let p = ctx.join(&c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => return Ok((p, c)),
-            _ => continue,
-        }
-    }
-    Err(missing())
+    candidates
+        .iter()
+        .find_map(|c| context_file(ctx, c))
+        .ok_or_else(missing)
 }
 
 pub async fn build(State(st): State<AppState>, p: Params, req: Request) -> ApiResult<Response> {
@@ -115,47 +110,45 @@ pub async fn build(State(st): State<AppState>, p: Params, req: Request) -> ApiRe
         ..Default::default()
     };
 
-    // The context: unpacked (hostile-input safe) into this build's scratch dir.
+    // The context stays as sent: contents in one spool file, an index in memory.
     let scratch = build_root(&st.root).join(format!("{:016x}", rand::random::<u64>()));
-    let ctx = scratch.join("context");
     let stream = req
         .into_body()
         .into_data_stream()
         .map_err(|e| std::io::Error::other(e.to_string()));
     let mut reader = SyncIoBridge::new(StreamReader::new(stream));
-    let (c2, s2) = (ctx.clone(), scratch.clone());
+    let s2 = scratch.clone();
     let df_name = dockerfile.clone();
-    let unpacked = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&c2)?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&s2)?;
         let mut input = berth_image::decompress(&mut reader)?;
-        berth_image::unpack_layer(&mut input, &c2)?;
+        let spool = tempfile::tempfile_in(&s2)?;
+        let mut ctx =
+            Context::load(&mut input, spool).map_err(|e| Error::invalid(e.to_string()))?;
         // Drain what the tar reader left (padding), so the client sees its upload taken.
         let _ = std::io::copy(&mut input, &mut std::io::sink());
-        let (path, _) = locate_dockerfile(&c2, &df_name)?;
-        let src = std::fs::read(&path)?;
-        // docker: a .dockerignore that names the Dockerfile or itself removes them from
-        // the context after the Dockerfile was read.
-        if let Ok(ign) = std::fs::read_to_string(c2.join(".dockerignore")) {
-            let pats = berth_context::ignore::read_dockerignore(&ign);
+        let (key, src) = read_dockerfile(&ctx, &df_name)?;
+        // docker: a .dockerignore that names the Dockerfile or itself takes them out of
+        // the context once the Dockerfile is read.
+        if let Some((ign_key, ign)) = context_file(&ctx, ".dockerignore") {
+            let pats = berth_context::ignore::read_dockerignore(&String::from_utf8_lossy(&ign));
             if let Ok(m) = berth_context::ignore::Matcher::new(&pats) {
-                if let Ok(rel) = path.strip_prefix(&c2) {
-                    if m.is_excluded(&rel.to_string_lossy()) {
-                        let _ = std::fs::remove_file(&path);
-                    }
+                if m.is_excluded(&key) {
+                    ctx.remove(&key);
                 }
                 if m.is_excluded(".dockerignore") {
-                    let _ = std::fs::remove_file(c2.join(".dockerignore"));
+                    ctx.remove(&ign_key);
                 }
             }
         }
-        Ok::<_, Error>(String::from_utf8_lossy(&src).into_owned())
+        Ok::<_, Error>((ctx, String::from_utf8_lossy(&src).into_owned()))
     })
     .await
     .map_err(|e| Error::internal(e.to_string()));
-    let src = match unpacked.and_then(|r| r) {
-        Ok(s) => s,
+    let (ctx, src) = match loaded.and_then(|r| r) {
+        Ok(x) => x,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&s2);
+            let _ = std::fs::remove_dir_all(&scratch);
             return Err(ApiError(e));
         }
     };
@@ -172,7 +165,13 @@ pub async fn build(State(st): State<AppState>, p: Params, req: Request) -> ApiRe
         };
         let _ = out_tx.send(v);
     });
-    let backend = DaemonBackend::new(st.clone(), ctx, scratch.clone(), host_config, None);
+    let backend = DaemonBackend::new(
+        st.clone(),
+        Arc::new(ctx),
+        scratch.clone(),
+        host_config,
+        None,
+    );
     tokio::spawn(async move {
         let r = builder::build(&backend, &src, &opts, out).await;
         match r {
