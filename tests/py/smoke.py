@@ -37,6 +37,27 @@ assert c.wait()["StatusCode"] == 137
 c.remove()
 assert client.containers.list(all=True) == []
 
+# build: the classic /build API with a context directory, build args and a failing step
+import tempfile, os
+with tempfile.TemporaryDirectory() as ctx:
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM pybox:latest\nARG WHO=nobody\nCOPY msg.txt /msg.txt\nRUN echo \"hi $WHO\" >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n")
+    with open(os.path.join(ctx, "msg.txt"), "w") as f:
+        f.write("from context\n")
+    img, logs = client.images.build(path=ctx, tag="pybuilt:1", buildargs={"WHO": "py"}, rm=True)
+    assert "pybuilt:1" in img.tags, img.tags
+    assert any("Successfully built" in l.get("stream", "") for l in logs), list(logs)
+    out = client.containers.run("pybuilt:1", remove=True)
+    assert out == b"from context\nhi py\n", out
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM pybox:latest\nRUN exit 5\n")
+    try:
+        client.images.build(path=ctx, tag="pybad")
+        raise AssertionError("a failing RUN must fail the build")
+    except docker.errors.BuildError as e:
+        assert "returned a non-zero code: 5" in str(e), e
+client.images.remove("pybuilt:1")
+
 client.images.remove("pybox:v2")
 client.images.remove("pybox:latest")
 assert all("pybox:latest" not in i.tags for i in client.images.list())

@@ -155,6 +155,8 @@ fn commit(
             comment: None,
             created_by: Some(created_by.to_string()),
             repo_tag: None,
+            // The step dir goes right after: its upper may become the snapshot.
+            consume_upper: true,
         },
     )
 }
@@ -604,6 +606,8 @@ impl DaemonBackend {
             comment: None,
             created_by: Some(spec.created_by.clone()),
             repo_tag: None,
+            // The container is removed next (rm/force-rm): its upper may become the snapshot.
+            consume_upper: spec.rm || spec.force_rm,
         };
         Ok(st.commit_container(c, false, opts).await?)
     }

@@ -1142,6 +1142,53 @@ impl ImageStore {
         Ok(size)
     }
 
+    /// Makes `<container_dir>/upper` the snapshot of `chain` by rename, when it is one:
+    /// an overlay upper is already in snapshot format (overlay whiteouts, opaque dirs),
+    /// and it is exactly what unpacking the layer just written from it would create, so
+    /// the second copy of every file is skipped. Declines (and the usual unpack follows)
+    /// when the snapshot exists, the rootfs is still mounted, the upper carries overlay
+    /// state other than opaque markers (redirects, metacopy, xattr whiteouts), or the
+    /// rename crosses filesystems. Caller holds the lock.
+    fn adopt_snapshot(
+        &self,
+        chain: &str,
+        parent: Option<&str>,
+        diff_id: &str,
+        container_dir: &Path,
+    ) {
+        let upper = container_dir.join("upper");
+        let Ok(dest) = self.snapshot_path(chain) else {
+            return;
+        };
+        if dest.exists()
+            || crate::mount::is_mounted(&container_dir.join("rootfs"), container_dir)
+                .unwrap_or(true)
+        {
+            return;
+        }
+        let size = match overlay_tree_size(&upper) {
+            Some(s) => s,
+            None => {
+                tracing::debug!(chain, "commit: upper not adoptable; unpacking the layer");
+                return;
+            }
+        };
+        if fs::rename(&upper, &dest).is_err() {
+            return;
+        }
+        let r = self.db.conn().execute(
+            "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
+            params![chain, diff_id, parent, size],
+        );
+        if r.is_err() {
+            // Put it back; ensure_snapshot will unpack as usual.
+            let _ = fs::rename(&dest, &upper);
+        } else {
+            tracing::debug!(chain, "commit: upper adopted as the layer's snapshot");
+        }
+    }
+
     /// Registers an image whose config blob and layer blobs are stored: unpacks missing
     /// snapshots, then inserts the image and its tags in one transaction. Returns, for
     /// each tag, the id of the image it was moved away from (if any). Caller holds the lock.
@@ -1379,6 +1426,17 @@ impl ImageStore {
         );
         let bytes = serde_json::to_vec(&base).map_err(internal)?;
         let _g = self.guard();
+        if opts.consume_upper && !empty_layer {
+            let ids: Vec<String> = diff_ids
+                .iter()
+                .filter_map(|d| d.as_str().map(String::from))
+                .collect();
+            let chains = chain_ids(&ids);
+            if let Some(chain) = chains.last() {
+                let parent = chains.len().checked_sub(2).map(|i| chains[i].as_str());
+                self.adopt_snapshot(chain, parent, &diff_id, container_dir);
+            }
+        }
         let tags: Vec<Reference> = tag.into_iter().collect();
         match self.register(&bytes, &tags) {
             Ok((id, _)) => {
@@ -1471,6 +1529,9 @@ impl ImageStore {
             fs::create_dir_all(&empty)?;
             lowers.push(empty);
         }
+        let init = container_dir.join("init");
+        make_init_layer(&init, &lowers)?;
+        lowers.push(init);
         lowers.reverse();
         crate::mount::mount_overlay(&lowers, &upper, &work, &rootfs)?;
         Ok(rootfs)
@@ -1499,6 +1560,10 @@ pub struct CommitOptions {
     /// History "created_by" (default: the config's Cmd joined by spaces).
     pub created_by: Option<String>,
     pub repo_tag: Option<String>,
+    /// The caller is done with `<container_dir>/upper` (a build step whose container is
+    /// removed next): it may become the new layer's snapshot by rename instead of the
+    /// layer being unpacked again.
+    pub consume_upper: bool,
 }
 
 /// docker's `httputils.RepoTagReference`.
@@ -1630,4 +1695,114 @@ fn rand_suffix() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{t:x}-{n}")
+}
+
+/// Sum of regular file sizes below an overlay upper dir (a layer's "size"), after removing
+/// the overlay bookkeeping xattrs (`origin`, `impure`, `nlink`, `uuid`) that only mean something
+/// to the mount that wrote them. None when the tree has overlay state a lower layer cannot
+/// carry (redirects, metacopy, xattr whiteouts, anything else unknown).
+fn overlay_tree_size(dir: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    fn xattrs_ok(path: &Path) -> bool {
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: c is a valid C string and buf a writable buffer of the given length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSUP);
+        }
+        for name in buf[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+        {
+            let Some(rest) = name.strip_prefix(b"trusted.overlay.") else {
+                continue;
+            };
+            match rest {
+                b"opaque" => {
+                    let mut v = [0u8; 4];
+                    // SAFETY: valid C strings and a 4-byte buffer.
+                    let k = std::ffi::CString::new(name).unwrap_or_default();
+                    let m = unsafe {
+                        libc::lgetxattr(c.as_ptr(), k.as_ptr(), v.as_mut_ptr().cast(), v.len())
+                    };
+                    if m != 1 || v[0] != b'y' {
+                        return false;
+                    }
+                }
+                b"origin" | b"impure" | b"nlink" | b"uuid" => {
+                    let k = std::ffi::CString::new(name).unwrap_or_default();
+                    // SAFETY: valid C strings.
+                    if unsafe { libc::lremovexattr(c.as_ptr(), k.as_ptr()) } != 0 {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+    let mut size = 0i64;
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        if !xattrs_ok(&d) {
+            return None;
+        }
+        for e in fs::read_dir(&d).ok()? {
+            let e = e.ok()?;
+            let md = e.metadata().ok()?;
+            let p = e.path();
+            if md.is_dir() {
+                todo.push(p);
+                continue;
+            }
+            if !xattrs_ok(&p) {
+                return None;
+            }
+            // A hard-linked file counts once, as in the layer tar.
+            if md.is_file() && (md.nlink() < 2 || seen.insert((md.dev(), md.ino()))) {
+                size += md.size() as i64;
+            }
+        }
+    }
+    Some(size)
+}
+
+/// Mount points the runtime needs in every container (docker's init layer, trimmed to
+/// what berth mounts): directories, then files.
+const INIT_DIRS: &[&str] = &["proc", "sys", "dev/pts", "dev/shm"];
+const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// docker's init layer: a read-only layer between the image and the container's rw layer
+/// holding the mount points the image lacks, so creating them never lands in the upper
+/// (`diff`, `commit` and build steps then see only what the process changed). Made once
+/// per container; `lowers` are the image's snapshots.
+fn make_init_layer(init: &Path, lowers: &[PathBuf]) -> Result<()> {
+    if init.is_dir() {
+        return Ok(());
+    }
+    let tmp = init.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    let in_image = |p: &str| lowers.iter().any(|l| l.join(p).symlink_metadata().is_ok());
+    for d in INIT_DIRS {
+        if !in_image(d) {
+            fs::create_dir_all(tmp.join(d))?;
+        }
+    }
+    for f in INIT_FILES {
+        if !in_image(f) {
+            let p = tmp.join(f);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::File::create(&p)?;
+        }
+    }
+    fs::rename(&tmp, init)?;
+    Ok(())
 }

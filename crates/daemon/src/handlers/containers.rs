@@ -995,6 +995,7 @@ pub async fn commit(
         comment: p.get("comment").filter(|a| !a.is_empty()).map(String::from),
         created_by: None,
         repo_tag,
+        consume_upper: false,
     };
     let id = st.commit_container(&c, p.bool("pause", true), opts).await?;
     Ok(json(StatusCode::CREATED, &serde_json::json!({"Id": id})))
