@@ -13,6 +13,7 @@ bash "$BENCH_SRC/run_latency.sh" 20
 bash "$BENCH_SRC/concurrent.sh" 5 50
 bash "$BENCH_SRC/logs.sh" 5
 bash "$BENCH_SRC/net.sh" 10
+bash "$BENCH_SRC/build.sh" 7
 sleep 5
 bash "$BENCH_SRC/memory.sh" idle idle_end
 echo

@@ -206,6 +206,9 @@ engines_down() {
         _umount_under "$BENCH_DIR/berth"
         ip link del "$BERTH_BRIDGE" 2>/dev/null
         nft delete table ip "berth-$BERTH_BRIDGE" 2>/dev/null
+        # berthd's default cgroup parent "berth" (like dockerd's "docker"); rmdir keeps it
+        # when not empty, i.e. when another berthd uses it.
+        for h in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do rmdir "$h" 2>/dev/null; done
         ;;
       docker)
         rm_all docker
