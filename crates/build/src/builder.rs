@@ -681,7 +681,9 @@ impl<B: Backend> Ctx<'_, B> {
         for inst in &stage.instructions {
             self.step(n, &inst.original);
             n += 1;
-            self.dispatch(&mut st, i, inst).await?;
+            self.dispatch(&mut st, i, inst)
+                .await
+                .map_err(|e| self.locate(inst, e))?;
         }
         if let Some(l) = label_step {
             self.step(n, &l);
@@ -776,14 +778,9 @@ impl<B: Backend> Ctx<'_, B> {
                 }
                 v
             };
-            inst.command.expand(self.lex, &env).map_err(|e| {
-                BuildError::invalid(format!(
-                    "{}:{}: {}: {e}",
-                    self.opts_name(),
-                    inst.line,
-                    inst.command.name()
-                ))
-            })?
+            inst.command
+                .expand(self.lex, &env)
+                .map_err(|e| BuildError::invalid(format!("{}: {e}", inst.command.name())))?
         };
         match cmd {
             Command::Env(pairs) => {
@@ -961,11 +958,9 @@ impl<B: Backend> Ctx<'_, B> {
                 security,
             } => {
                 if !mounts.is_empty() {
-                    return Err(BuildError::invalid(format!(
-                        "{}:{}: RUN --mount is not supported by this builder",
-                        self.opts_name(),
-                        inst.line
-                    )));
+                    return Err(BuildError::invalid(
+                        "RUN --mount is not supported by this builder",
+                    ));
                 }
                 if security.as_deref().is_some_and(|s| s != "sandbox") {
                     return Err(BuildError::invalid(
@@ -1028,6 +1023,18 @@ impl<B: Backend> Ctx<'_, B> {
             }
             Command::Copy(a) => self.copy(st, stage, a, "COPY").await,
             Command::Add(a) => self.copy(st, stage, a, "ADD").await,
+        }
+    }
+
+    /// Names the Dockerfile and line in a step's error (a failing RUN keeps docker's
+    /// exact message, which scripts match on).
+    fn locate(&self, inst: &Instruction, e: BuildError) -> BuildError {
+        match e {
+            BuildError::Api(a) => BuildError::Api(berth_api::Error::new(
+                a.kind,
+                format!("{}:{}: {}", self.opts_name(), inst.line, a.message),
+            )),
+            run => run,
         }
     }
 
