@@ -236,3 +236,85 @@ fn pull_with_basic_auth() {
     );
     assert_eq!(d.ok(&["run", "--rm", &name, "echo", "private"]), "private");
 }
+
+/// sha256 of a registry manifest as served (skopeo inspect --raw).
+fn served_digest(addr: &str, repo: &str) -> String {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{addr}/{repo}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo inspect: {}", stderr(&o));
+    let o2 = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&o.stdout)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    format!("sha256:{}", stdout(&o2).split_whitespace().next().unwrap())
+}
+
+#[test]
+fn push_skips_present_blobs_and_keeps_digests() {
+    let reg = Registry::start(None);
+    let d = Daemon::start();
+    d.busybox();
+    let name = format!("{}/team/bb:v1", reg.addr);
+    d.ok(&["tag", "busybox", &name]);
+    let out = d.ok(&["push", &name]);
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}/team/bb]",
+            reg.addr
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed"), "{out}");
+    let line = out.lines().last().unwrap();
+    assert!(line.starts_with("v1: digest: sha256:"), "{out}");
+    let pushed = line.split_whitespace().nth(2).unwrap().to_string();
+    assert_eq!(served_digest(&reg.addr, "team/bb:v1"), pushed);
+    // RepoDigests now names the pushed manifest.
+    let digests = d.field(&name, "{{json .RepoDigests}}");
+    assert!(digests.contains(&pushed), "{digests}");
+
+    // Again: every blob is there already, and the manifest is the same bytes.
+    let again = d.ok(&["push", &name]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert!(!again.contains(": Pushed"), "{again}");
+    assert!(again.ends_with(&format!(
+        "v1: digest: {pushed} size: {}",
+        again.rsplit(' ').next().unwrap()
+    )));
+
+    // A pulled image pushed elsewhere keeps its manifest digest (the kept bytes go out).
+    let d2 = Daemon::start();
+    d2.ok(&["pull", &name]);
+    let copy = format!("{}/other/copy:v1", reg.addr);
+    d2.ok(&["tag", &name, &copy]);
+    let out = d2.ok(&["push", &copy]);
+    assert!(out.ends_with(&format!("size: {}", out.rsplit(' ').next().unwrap())));
+    assert!(out.contains(&format!("v1: digest: {pushed}")), "{out}");
+    assert_eq!(served_digest(&reg.addr, "other/copy:v1"), pushed);
+    assert_eq!(
+        d2.ok(&["run", "--rm", &copy, "echo", "pushed and pulled"]),
+        "pushed and pulled"
+    );
+
+    // docker's errors: an unknown image, a registry that is not there.
+    let o = d.berth(&["push", &format!("{}/team/none:v1", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("An image does not exist locally with the tag"),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["tag", "busybox", "127.0.0.1:9/x:y"]);
+    let o = d.berth(&["push", "127.0.0.1:9/x:y"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("127.0.0.1:9"), "{}", stderr(&o));
+}

@@ -72,6 +72,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// Build an image from a Dockerfile
     Build(BuildArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
@@ -118,6 +120,15 @@ pub enum Command {
     /// Manage builds
     #[command(subcommand)]
     Builder(BuilderCommand),
+    /// Run berth's built-in registry (`berth registry serve --addr HOST:PORT --root DIR`, `berth registry gc --root DIR`)
+    Registry(RegistryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// Arguments for berth-registry (serve / gc and their flags)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,6 +274,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// List images
     #[command(visible_aliases = ["list"])]
     Ls(ImagesArgs),
@@ -962,6 +975,15 @@ pub struct RmiArgs {
 pub struct TagArgs {
     pub source: String,
     pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// NAME[:TAG]
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

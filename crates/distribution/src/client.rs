@@ -154,6 +154,8 @@ pub struct Repository {
     creds: Option<Credentials>,
     /// The Authorization header value once a challenge was answered.
     authorization: Mutex<Option<String>>,
+    /// Token scope actions: "pull", or "pull,push" for a push.
+    actions: &'static str,
 }
 
 /// The outcome of a GET: a response with a success status, or the registry's failure.
@@ -194,7 +196,95 @@ impl Repository {
             path: reference.path.clone(),
             creds,
             authorization: Mutex::new(authorization),
+            actions: "pull",
         })
+    }
+
+    /// A repository to push to (tokens are asked for "pull,push").
+    pub fn for_push(
+        reference: &Reference,
+        opts: &RegistryOptions,
+        creds: Option<Credentials>,
+    ) -> Result<Repository> {
+        let mut r = Repository::new(reference, opts, creds)?;
+        r.actions = "pull,push";
+        Ok(r)
+    }
+
+    /// "https://host" of the registry.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// "library/busybox"
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Any request with authentication (a 401 is answered once and the request repeated;
+    /// the body is small and kept for that).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<bytes::Bytes>,
+    ) -> Result<Fetched> {
+        let mut answered = false;
+        loop {
+            let mut rb = self.http.request(method.clone(), url);
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            if let Some(a) = self.authorization.lock().await.clone() {
+                rb = rb.header(reqwest::header::AUTHORIZATION, a);
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let resp = rb.send().await.map_err(transport_error)?;
+            let status = resp.status().as_u16();
+            if status == 401 && !answered {
+                let challenge = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Challenge::parse);
+                if let Some(ch) = challenge {
+                    if self.answer(&ch).await? {
+                        answered = true;
+                        continue;
+                    }
+                }
+            }
+            if resp.status().is_success() {
+                return Ok(Fetched::Ok(resp));
+            }
+            let body = resp.bytes().await.unwrap_or_default();
+            return Ok(Fetched::Failed(render_failure(status, &body)));
+        }
+    }
+
+    /// PUT of a large body streamed from a file (authentication must already be settled
+    /// by an earlier request of this push).
+    pub async fn put_stream(&self, url: &str, file: tokio::fs::File, len: u64) -> Result<Fetched> {
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let mut rb = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(stream));
+        if let Some(a) = self.authorization.lock().await.clone() {
+            rb = rb.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let resp = rb.send().await.map_err(transport_error)?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(Fetched::Ok(resp));
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Ok(Fetched::Failed(render_failure(status, &body)))
     }
 
     pub fn manifest_url(&self, reference: &str) -> String {
@@ -254,7 +344,7 @@ impl Repository {
                 let Some(realm) = ch.params.get("realm") else {
                     return Ok(false);
                 };
-                let scope = format!("repository:{}:pull", self.path);
+                let scope = format!("repository:{}:{}", self.path, self.actions);
                 let mut query: Vec<(&str, &str)> = vec![("scope", scope.as_str())];
                 if let Some(s) = ch.params.get("service") {
                     query.push(("service", s));

@@ -9,6 +9,7 @@ mod auth;
 mod client;
 mod manifest;
 mod pull;
+mod push;
 
 pub use auth::{Challenge, Credentials};
 pub use client::{RegistryOptions, Repository};
@@ -16,3 +17,4 @@ pub use manifest::{select_platform, Descriptor, ManifestKind, Platform};
 pub use pull::{
     pull_reference, spool_dir, Progress, ProgressDetail, PullOutcome, Puller, Resolved,
 };
+pub use push::{push, PushOutcome};

@@ -128,6 +128,9 @@ pub struct Resolved {
     layers: Vec<Descriptor>,
     diff_ids: Vec<String>,
     repo: Arc<Repository>,
+    /// The image manifest (the platform's, when the tag named an index) and its type:
+    /// kept so a push sends it back byte for byte.
+    manifest: (Vec<u8>, String),
 }
 
 /// What a finished pull did.
@@ -246,8 +249,11 @@ impl Puller {
                 )));
             }
         }
-        let (config_desc, layers) = match ManifestKind::parse(&bytes, ct.as_deref())? {
-            ManifestKind::Image { config, layers } => (config, layers),
+        let (config_desc, layers, manifest) = match ManifestKind::parse(&bytes, ct.as_deref())? {
+            ManifestKind::Image { config, layers } => {
+                let t = manifest_type(&bytes, ct.as_deref());
+                (config, layers, (bytes.clone(), t))
+            }
             ManifestKind::Index(list) => {
                 let arch = host_arch();
                 let variant = (arch == "arm64").then_some("v8");
@@ -264,7 +270,10 @@ impl Puller {
                     )));
                 }
                 match ManifestKind::parse(&inner, ct.as_deref())? {
-                    ManifestKind::Image { config, layers } => (config, layers),
+                    ManifestKind::Image { config, layers } => {
+                        let t = manifest_type(&inner, ct.as_deref());
+                        (config, layers, (inner.clone(), t))
+                    }
                     ManifestKind::Index(_) => {
                         return Err(Error::invalid("manifest list points at another index"))
                     }
@@ -308,6 +317,7 @@ impl Puller {
             layers,
             diff_ids,
             repo,
+            manifest,
         })
     }
 
@@ -376,9 +386,17 @@ impl Puller {
             let path = spool.0.join(format!("layer-{i}"));
             let store = self.store.clone();
             let diff = r.diff_ids[i].clone();
+            let (digest, media_type) = (layer.digest.clone(), layer.media_type.clone());
             tokio::task::spawn_blocking(move || -> Result<String> {
                 let f = std::fs::File::open(&path)?;
-                let res = store.add_layer(&mut std::io::BufReader::new(f), Some(&diff));
+                let res = store
+                    .add_layer(&mut std::io::BufReader::new(f), Some(&diff))
+                    .and_then(|d| {
+                        // The compressed bytes too, for a push that keeps the digests.
+                        let mut f = std::fs::File::open(&path)?;
+                        store.add_compressed_layer(&diff, &mut f, &digest, &media_type)?;
+                        Ok(d)
+                    });
                 let _ = std::fs::remove_file(&path);
                 res
             })
@@ -404,9 +422,11 @@ impl Puller {
         let store = self.store.clone();
         let name = reference.to_string();
         let config = r.config;
+        let manifest = r.manifest;
         let (previous, image_id) = tokio::task::spawn_blocking(move || -> Result<_> {
             let previous = store.resolve(&name).ok().map(|i| i.id);
             let id = store.create_image(&config, &refs)?;
+            store.add_manifest(&id, &manifest.0, &manifest.1)?;
             Ok((previous, id))
         })
         .await
@@ -511,6 +531,19 @@ pub fn spool_dir(root: &Path) -> PathBuf {
     root.join("tmp").join("pull")
 }
 
+/// A manifest's media type: the one it declares, else the response's Content-Type.
+fn manifest_type(bytes: &[u8], ct: Option<&str>) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(String::from)
+        })
+        .or_else(|| ct.map(String::from))
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,3 +578,4 @@ mod tests {
             .starts_with("[========================>"));
     }
 }
+

@@ -435,7 +435,8 @@ impl ImageStore {
         Ok(self.resolve_full(name_or_id)?.image)
     }
 
-    pub(crate) fn config_bytes(&self, id: &str) -> Result<Vec<u8>> {
+    /// The image config exactly as stored (its sha256 is the image id).
+    pub fn config_bytes(&self, id: &str) -> Result<Vec<u8>> {
         self.blobs.read(id).map_err(Error::from)
     }
 
@@ -1374,6 +1375,9 @@ impl ImageStore {
         apply_changes(&mut cfg, &opts.changes)?;
 
         let mut w = self.blobs.writer().map_err(Error::from)?;
+        // A container that never started has no rw layer yet: an empty diff (docker
+        // commits those too).
+        fs::create_dir_all(container_dir.join("upper"))?;
         crate::diff::write_tree(&container_dir.join("upper"), true, &mut w)?;
         w.flush()?;
         let diff_id = w.commit(None).map_err(Error::from)?;
@@ -1494,6 +1498,110 @@ impl ImageStore {
     pub fn create_image(&self, config_bytes: &[u8], refs: &[Reference]) -> Result<String> {
         let _g = self.guard();
         Ok(self.register(config_bytes, refs)?.0)
+    }
+
+    // ---- distribution blobs ----------------------------------------------------------
+
+    /// Stores the compressed form of layer `diff_id` as pulled (verified against
+    /// `digest`), so a push sends the same bytes and the manifest keeps its digest.
+    pub fn add_compressed_layer(
+        &self,
+        diff_id: &str,
+        r: &mut dyn Read,
+        digest: &str,
+        media_type: &str,
+    ) -> Result<()> {
+        if !self.blobs.has(digest) {
+            let mut w = self.blobs.writer().map_err(Error::from)?;
+            std::io::copy(r, &mut w)?;
+            w.commit(Some(digest)).map_err(Error::from)?;
+        }
+        let size = self.blobs.size(digest).map_err(Error::from)?;
+        let lb = LayerBlob {
+            digest: digest.to_string(),
+            size,
+            media_type: media_type.to_string(),
+        };
+        self.db.put(LAYER_BLOBS, diff_id, &lb).map_err(Error::from)
+    }
+
+    /// The compressed blob of a layer for a push: the one pulled, else a gzip made now
+    /// (deterministic: no name, mtime 0) and remembered.
+    pub fn compressed_layer(&self, diff_id: &str) -> Result<LayerBlob> {
+        if let Some(lb) = self
+            .db
+            .get::<LayerBlob>(LAYER_BLOBS, diff_id)
+            .map_err(Error::from)?
+        {
+            if self.blobs.has(&lb.digest) {
+                return Ok(lb);
+            }
+        }
+        let mut src = self.blobs.open_blob(diff_id).map_err(Error::from)?;
+        let w = self.blobs.writer().map_err(Error::from)?;
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(w, flate2::Compression::default());
+        std::io::copy(&mut src, &mut gz)?;
+        let w = gz.finish()?;
+        let size = w.size();
+        let digest = w.commit(None).map_err(Error::from)?;
+        let lb = LayerBlob {
+            digest,
+            size,
+            media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
+        };
+        self.db
+            .put(LAYER_BLOBS, diff_id, &lb)
+            .map_err(Error::from)?;
+        Ok(lb)
+    }
+
+    /// Keeps a registry manifest of image `image_id` (bytes as served) for later pushes.
+    pub fn add_manifest(&self, image_id: &str, bytes: &[u8], media_type: &str) -> Result<String> {
+        let digest = self.blobs.put(bytes).map_err(Error::from)?;
+        let mut list: Vec<StoredManifest> = self
+            .db
+            .get(IMAGE_MANIFESTS, image_id)
+            .map_err(Error::from)?
+            .unwrap_or_default();
+        if !list.iter().any(|m| m.digest == digest) {
+            list.push(StoredManifest {
+                digest: digest.clone(),
+                media_type: media_type.to_string(),
+            });
+            self.db
+                .put(IMAGE_MANIFESTS, image_id, &list)
+                .map_err(Error::from)?;
+        }
+        Ok(digest)
+    }
+
+    /// Manifests kept for an image (as pulled or pushed), oldest first.
+    pub fn manifests(&self, image_id: &str) -> Result<Vec<StoredManifest>> {
+        Ok(self
+            .db
+            .get(IMAGE_MANIFESTS, image_id)
+            .map_err(Error::from)?
+            .unwrap_or_default())
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blobs.has(digest)
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        self.blobs.read(digest).map_err(Error::from)
+    }
+
+    pub fn open_blob(&self, digest: &str) -> Result<fs::File> {
+        self.blobs.open_blob(digest).map_err(Error::from)
+    }
+
+    /// Adds a digest reference (RepoDigests) to an image after a push.
+    pub fn add_reference(&self, image_id: &str, r: &Reference) -> Result<()> {
+        let cfg = self.config_bytes(image_id)?;
+        self.create_image(&cfg, std::slice::from_ref(r)).map(|_| ())
     }
 
     // ---- rootfs --------------------------------------------------------------------
@@ -1805,4 +1913,22 @@ fn make_init_layer(init: &Path, lowers: &[PathBuf]) -> Result<()> {
     }
     fs::rename(&tmp, init)?;
     Ok(())
+}
+
+const LAYER_BLOBS: &str = "layer_blobs";
+const IMAGE_MANIFESTS: &str = "image_manifests";
+
+/// A layer's compressed blob in the blob store (as pulled, or made for a push).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LayerBlob {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A registry manifest kept for an image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredManifest {
+    pub digest: String,
+    pub media_type: String,
 }

@@ -149,15 +149,29 @@ impl From<std::io::Error> for RegistryError {
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let status = self.status.unwrap_or(self.code.status());
-        let body = serde_json::json!({"errors": [{
-            "code": self.code.as_str(),
-            "message": self.message.as_deref().unwrap_or(self.code.message()),
-            "detail": self.detail,
-        }]});
+        // A struct, not json!(), to keep distribution's field order (code, message, detail).
+        #[derive(serde::Serialize)]
+        struct Item<'a> {
+            code: &'a str,
+            message: &'a str,
+            detail: &'a serde_json::Value,
+        }
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            errors: [Item<'a>; 1],
+        }
+        let body = serde_json::to_string(&Body {
+            errors: [Item {
+                code: self.code.as_str(),
+                message: self.message.as_deref().unwrap_or(self.code.message()),
+                detail: &self.detail,
+            }],
+        })
+        .unwrap_or_default();
         let mut resp = (
             status,
             [("content-type", "application/json; charset=utf-8")],
-            body.to_string(),
+            body,
         )
             .into_response();
         for (k, v) in self.headers {

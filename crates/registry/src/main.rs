@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "berth-registry", version, about = "berth's OCI distribution registry")]
+#[command(
+    name = "berth-registry",
+    version,
+    about = "berth's OCI distribution registry"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -57,9 +61,7 @@ enum Cmd {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {

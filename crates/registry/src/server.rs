@@ -5,9 +5,7 @@
 use crate::auth::Htpasswd;
 use crate::error::{Code, RegistryError, Result};
 use crate::names::{valid_name, Digest, Reference, ReferenceError};
-use crate::storage::{
-    ManifestDoc, RevisionInfo, Storage, StorageError, MAX_MANIFEST_SIZE,
-};
+use crate::storage::{ManifestDoc, RevisionInfo, Storage, StorageError, MAX_MANIFEST_SIZE};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -143,14 +141,15 @@ impl Registry {
 /// Auth first (401 before anything else), then read-only, then the API version header on
 /// every response.
 async fn middleware(State(reg): State<Registry>, req: Request, next: Next) -> Response {
-    let mut resp = if let Some(auth) = reg.0.auth.as_ref().filter(|a| {
-        let h = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        !a.check_header(h)
-    }) {
-        let _ = auth;
+    let authorized = match &reg.0.auth {
+        Some(a) => a.check_header(
+            req.headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+        ),
+        None => true,
+    };
+    let mut resp = if !authorized {
         RegistryError::new(Code::Unauthorized)
             .header(
                 "www-authenticate",
@@ -177,12 +176,7 @@ async fn middleware(State(reg): State<Registry>, req: Request, next: Next) -> Re
 }
 
 async fn base() -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        "{}",
-    )
-        .into_response()
+    (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
 }
 
 /// Decodes %XX escapes (clients may escape the ':' of a digest).
@@ -434,7 +428,11 @@ async fn get_manifest(reg: &Registry, name: &str, r: &str, head: bool) -> Result
         return Err(manifest_unknown(r));
     };
     let len = bytes.len();
-    let body = if head { Body::empty() } else { Body::from(bytes) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", media_type)
@@ -495,17 +493,13 @@ async fn put_manifest(reg: &Registry, name: &str, r: &str, req: Request) -> Resu
             )));
         }
     }
-    let media_type = doc
-        .media_type
-        .clone()
-        .or(header_type)
-        .unwrap_or_else(|| {
-            if doc.is_index() {
-                OCI_INDEX.to_string()
-            } else {
-                OCI_MANIFEST.to_string()
-            }
-        });
+    let media_type = doc.media_type.clone().or(header_type).unwrap_or_else(|| {
+        if doc.is_index() {
+            OCI_INDEX.to_string()
+        } else {
+            OCI_MANIFEST.to_string()
+        }
+    });
     let (digest, tag) = match &reference {
         Reference::Digest(want) => {
             let got = Digest::of(want.algorithm, &bytes);
@@ -615,7 +609,9 @@ fn parse_range(h: &str, size: u64) -> std::result::Result<Option<(u64, u64)>, ()
         let end = if b.is_empty() {
             size.saturating_sub(1)
         } else {
-            b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
         };
         (start, end)
     };
@@ -779,14 +775,20 @@ async fn append_body(reg: &Registry, name: &str, id: &str, req: Request) -> Resu
         .storage()
         .upload_data(name, id)
         .ok_or_else(|| upload_unknown(id))?;
-    let mut f = tokio::fs::OpenOptions::new().append(true).open(&data).await?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&data)
+        .await?;
     let mut size = f.metadata().await?.len();
     if let Some(cr) = req
         .headers()
         .get("content-range")
         .and_then(|v| v.to_str().ok())
     {
-        let spec = cr.trim().trim_start_matches("bytes ").trim_start_matches("bytes=");
+        let spec = cr
+            .trim()
+            .trim_start_matches("bytes ")
+            .trim_start_matches("bytes=");
         let start = spec
             .split_once('-')
             .and_then(|(a, _)| a.trim().parse::<u64>().ok());
@@ -819,10 +821,11 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &Digest) ->
     match res {
         Ok(size) => Ok(size),
         Err(StorageError::UploadUnknown) => Err(upload_unknown(id)),
-        Err(StorageError::DigestMismatch { computed }) => Err(RegistryError::new(
-            Code::DigestInvalid,
-        )
-        .detail(format!("digest mismatch: computed {computed}, expected {digest}"))),
+        Err(StorageError::DigestMismatch { computed }) => {
+            Err(RegistryError::new(Code::DigestInvalid).detail(format!(
+                "digest mismatch: computed {computed}, expected {digest}"
+            )))
+        }
         Err(StorageError::Io(e)) => Err(e.into()),
     }
 }
@@ -934,7 +937,12 @@ async fn referrers(
         "mediaType": OCI_INDEX,
         "manifests": manifests,
     });
-    let mut r = (StatusCode::OK, [("content-type", OCI_INDEX)], body.to_string()).into_response();
+    let mut r = (
+        StatusCode::OK,
+        [("content-type", OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
     if filter.is_some() {
         r.headers_mut().insert(
             "oci-filters-applied",
@@ -1060,11 +1068,17 @@ mod tests {
         let all: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let (p, l) = paginate(all.clone(), Some(2), None, "/v2/_catalog");
         assert_eq!(p, vec!["a", "b"]);
-        assert_eq!(l.as_deref(), Some("</v2/_catalog?last=b&n=2>; rel=\"next\""));
+        assert_eq!(
+            l.as_deref(),
+            Some("</v2/_catalog?last=b&n=2>; rel=\"next\"")
+        );
         let (p, l) = paginate(all.clone(), Some(2), Some("b"), "/v2/_catalog");
         assert_eq!((p, l), (vec!["c".to_string()], None));
         assert_eq!(paginate(all, Some(0), None, "/x").0.len(), 0);
-        assert_eq!(percent_decode("/v2/a/blobs/sha256%3Aab"), "/v2/a/blobs/sha256:ab");
+        assert_eq!(
+            percent_decode("/v2/a/blobs/sha256%3Aab"),
+            "/v2/a/blobs/sha256:ab"
+        );
         assert_eq!(percent_decode("100%"), "100%");
     }
 }

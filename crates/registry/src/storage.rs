@@ -302,9 +302,11 @@ impl Storage {
         let json = serde_json::to_vec(info).map_err(io::Error::other)?;
         self.write_atomic(&self.revision_path(name, digest), &json)?;
         if let Some(s) = info.subject.as_deref().and_then(Digest::parse) {
-            let marker = self
-                .referrer_dir(name, &s)
-                .join(format!("{}-{}", digest.algorithm.as_str(), digest.hex));
+            let marker = self.referrer_dir(name, &s).join(format!(
+                "{}-{}",
+                digest.algorithm.as_str(),
+                digest.hex
+            ));
             self.write_atomic(&marker, b"")?;
         }
         if let Some(t) = tag {
@@ -346,9 +348,9 @@ impl Storage {
             }
         }
         if let Some(s) = info.subject.as_deref().and_then(Digest::parse) {
-            let marker = self
-                .referrer_dir(name, &s)
-                .join(format!("{}-{}", d.algorithm.as_str(), d.hex));
+            let marker =
+                self.referrer_dir(name, &s)
+                    .join(format!("{}-{}", d.algorithm.as_str(), d.hex));
             not_found_ok(fs::remove_file(marker))?;
         }
         not_found_ok(fs::remove_file(self.revision_path(name, d)))?;
@@ -431,7 +433,10 @@ impl Storage {
         if let Some(rd) = not_found_ok(fs::read_dir(self.referrer_dir(name, subject)))? {
             for e in rd {
                 let n = e?.file_name().to_string_lossy().into_owned();
-                if let Some(d) = n.split_once('-').and_then(|(a, h)| Digest::parse(&format!("{a}:{h}"))) {
+                if let Some(d) = n
+                    .split_once('-')
+                    .and_then(|(a, h)| Digest::parse(&format!("{a}:{h}")))
+                {
                     out.push(d);
                 }
             }
@@ -473,8 +478,15 @@ impl Storage {
 
     /// Verifies an upload against `expected`, publishes it and links it to the repository. On a
     /// mismatch the upload is discarded (nothing is stored), as distribution does.
-    pub fn upload_finish(&self, name: &str, id: &str, expected: &Digest) -> Result<u64, StorageError> {
-        let data = self.upload_data(name, id).ok_or(StorageError::UploadUnknown)?;
+    pub fn upload_finish(
+        &self,
+        name: &str,
+        id: &str,
+        expected: &Digest,
+    ) -> Result<u64, StorageError> {
+        let data = self
+            .upload_data(name, id)
+            .ok_or(StorageError::UploadUnknown)?;
         let (computed, size) = hash_file(&data, expected.algorithm)?;
         if computed != *expected {
             let _ = self.upload_cancel(name, id);
@@ -559,7 +571,9 @@ impl Storage {
             // Links to blobs that are gone would only answer 404 later; drop them.
             if !dry_run {
                 for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-                    if let Some(rd) = not_found_ok(fs::read_dir(dir.join("_layers").join(alg.as_str())))? {
+                    if let Some(rd) =
+                        not_found_ok(fs::read_dir(dir.join("_layers").join(alg.as_str())))?
+                    {
                         for e in rd {
                             let e = e?;
                             let n = e.file_name().to_string_lossy().into_owned();
@@ -655,7 +669,11 @@ mod tests {
             s.put_blob(b"hello!", Some(&wrong)),
             Err(StorageError::DigestMismatch { .. })
         ));
-        assert_eq!(s.blob_size(&Digest::of(Algorithm::Sha256, b"hello!")).unwrap(), None);
+        assert_eq!(
+            s.blob_size(&Digest::of(Algorithm::Sha256, b"hello!"))
+                .unwrap(),
+            None
+        );
         assert!(s.unlink_blob("a/b", &d).unwrap());
         assert_eq!(s.repo_blob_size("a/b", &d).unwrap(), None);
     }
@@ -718,7 +736,10 @@ mod tests {
             .unwrap();
         assert_eq!(s.catalog().unwrap(), vec!["lib", "lib/img"]);
         let (mt, bytes) = s.get_manifest("lib/img", &md).unwrap().unwrap();
-        assert_eq!((mt.as_str(), bytes.as_slice()), (info.media_type.as_str(), m.as_bytes()));
+        assert_eq!(
+            (mt.as_str(), bytes.as_slice()),
+            (info.media_type.as_str(), m.as_bytes())
+        );
 
         let dry = s.gc(true, Duration::from_secs(3600)).unwrap();
         assert_eq!(dry.deleted, vec![orphan.clone()]);

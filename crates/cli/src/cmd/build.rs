@@ -2,7 +2,7 @@
 //! `.dockerignore` applied, as docker's CLI does), POST /build, the message stream
 //! printed as it arrives.
 
-use crate::args::{BuildArgs, BuilderPruneArgs};
+use crate::args::{BuildArgs, BuilderPruneArgs, PushArgs};
 use crate::client::{daemon_error, q, CliError, CliResult, Client};
 use crate::units;
 use bytes::Bytes;
@@ -348,5 +348,75 @@ pub async fn prune(c: &Client, a: BuilderPruneArgs) -> CliResult<()> {
         "Total reclaimed space: {}",
         units::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
     );
+    Ok(())
+}
+
+/// Feeds each JSON line of a streaming response to `f` as it arrives.
+async fn each_json_line(
+    resp: hyper::Response<hyper::body::Incoming>,
+    mut f: impl FnMut(J) -> CliResult<()>,
+) -> CliResult<()> {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let b = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(daemon_error(status, &b));
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| CliError::new(1, e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if let Ok(v) = serde_json::from_slice::<J>(&line) {
+                f(v)?;
+            }
+        }
+    }
+    if let Ok(v) = serde_json::from_slice::<J>(&buf) {
+        f(v)?;
+    }
+    Ok(())
+}
+
+/// `docker push NAME[:TAG]`: progress lines (no bars off a terminal), then the digest line.
+pub async fn push(c: &Client, a: PushArgs) -> CliResult<()> {
+    let (repo, tag) = crate::cmd::run::split_ref(&a.image);
+    let tag = if tag.is_empty() {
+        "latest".to_string()
+    } else {
+        tag
+    };
+    let path = format!("/images/{}/push?tag={}", repo, q(&tag));
+    let resp = c.raw_stream(Method::POST, &path, None, None).await?;
+    let mut failure = None;
+    each_json_line(resp, |v| {
+        if let Some(msg) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {
+            failure = Some(CliError::new(1, msg.to_string()));
+            return Ok(());
+        }
+        let bar = v["progressDetail"]["total"].is_number();
+        if let (Some(st), false, false) = (v["status"].as_str(), bar, a.quiet) {
+            match v["id"].as_str() {
+                Some(id) if !id.is_empty() => println!("{id}: {st}"),
+                _ => println!("{st}"),
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if a.quiet {
+        println!("{}", crate::cmd::run::with_default_tag(&a.image));
+    }
     Ok(())
 }

@@ -41,6 +41,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Tag(a) => image::tag(c, a).await,
         C::Load(a) => image::load(c, a).await,
         C::Pull(a) => image::pull(c, a).await,
+        C::Push(a) => build::push(c, a).await,
+        C::Registry(a) => registry(a),
         C::Save(a) => image::save(c, a).await,
         C::Build(a) => build::build(c, a).await,
         C::Builder(BuilderCommand::Build(a)) => build::build(c, *a).await,
@@ -107,6 +109,7 @@ async fn image_cmd(c: &Client, cmd: ImageCommand) -> CliResult<()> {
         C::Inspect(a) => inspect::inspect(c, a, Some("image")).await,
         C::Load(a) => image::load(c, a).await,
         C::Pull(a) => image::pull(c, a).await,
+        C::Push(a) => build::push(c, a).await,
         C::Ls(a) => image::images(c, a).await,
         C::Prune(a) => image::prune(c, a).await,
         C::Rm(a) => image::rmi(c, a).await,
@@ -174,6 +177,22 @@ pub fn confirm(warning: &str) -> bool {
     matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
+/// `berth registry ...`: runs the registry server binary (installed next to `berth`), which
+/// is engine code the CLI does not link.
+fn registry(a: crate::args::RegistryArgs) -> CliResult<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("berth-registry")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("berth-registry"));
+    let err = std::process::Command::new(&exe).args(&a.args).exec();
+    Err(CliError::new(
+        127,
+        format!("cannot run {}: {err}", exe.display()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,3 +212,4 @@ mod tests {
         assert!(matches!(filters_json(&[]), Ok(None)));
     }
 }
+

@@ -244,6 +244,7 @@ pub async fn post_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
     p: Params,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         let name = name.to_string();
@@ -270,10 +271,18 @@ pub async fn post_dispatch(
         );
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError(Error::not_implemented(
-            "pushing images is not supported yet",
-        )));
+    if let Some(name) = rest.strip_suffix("/push") {
+        let creds = headers
+            .get("X-Registry-Auth")
+            .and_then(|v| v.to_str().ok())
+            .and_then(berth_distribution::Credentials::from_header);
+        return push(
+            st,
+            name.to_string(),
+            p.get("tag").unwrap_or("").to_string(),
+            creds,
+        )
+        .await;
     }
     Err(ApiError(Error::not_found("page not found")))
 }
@@ -304,4 +313,79 @@ pub async fn delete(
         }
     }
     Ok(json(StatusCode::OK, &r))
+}
+
+/// POST /images/{name}/push: docker's push progress messages as JSON lines, then the aux
+/// message with the pushed digest (or an error line).
+async fn push(
+    st: AppState,
+    name: String,
+    tag: String,
+    creds: Option<berth_distribution::Credentials>,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    let mut reference = berth_image::parse_normalized_named(&name)?;
+    if !tag.is_empty() {
+        berth_image::validate_tag(&tag)?;
+        reference = reference.with_tag(&tag);
+    } else if reference.tag.is_none() {
+        reference = reference.with_tag("latest");
+    }
+    let images = st.images.clone();
+    let n = reference.to_string();
+    let familiar = reference.familiar_string();
+    blocking(move || {
+        images.resolve(&n).map(|_| ()).map_err(|_| {
+            Error::not_found(format!(
+                "An image does not exist locally with the tag: {}",
+                familiar
+            ))
+        })
+    })
+    .await?;
+    let opts = berth_distribution::RegistryOptions {
+        insecure_registries: st.cfg.insecure_registries.clone(),
+        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<berth_distribution::Progress>(64);
+    let store = st.images.clone();
+    let r2 = reference.clone();
+    let done = tokio::spawn(async move {
+        let res = berth_distribution::push(store, &opts, &r2, creds, tx).await;
+        if res.is_ok() {
+            let name = r2.familiar_string();
+            st.events.publish(
+                "image",
+                "push",
+                &name,
+                std::collections::HashMap::from([("name".to_string(), name.clone())]),
+            );
+        }
+        res
+    });
+    let line = |v: serde_json::Value| {
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        b
+    };
+    let progress =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+            .map(move |p| line(serde_json::to_value(p).unwrap_or_default()));
+    let tail = futures::stream::once(async move {
+        Some(match done.await {
+            Ok(Ok(o)) => line(serde_json::json!({
+                "progressDetail": {},
+                "aux": {"Tag": o.tag, "Digest": o.digest, "Size": o.size}
+            })),
+            Ok(Err(e)) => line(serde_json::json!({"errorDetail": {"message": e.message}, "error": e.message})),
+            Err(e) => line(serde_json::json!({"errorDetail": {"message": e.to_string()}, "error": e.to_string()})),
+        })
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(progress.chain(tail).map(Ok::<_, std::io::Error>));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_default())
 }

@@ -1,0 +1,953 @@
+//! berth's built-in registry (`berth-registry serve`), each test with its own registry on
+//! 127.0.0.1:<free port> in a temp dir: skopeo push/pull round trips, berthd pulling from it,
+//! the blob upload protocol (chunks, ranges, digest checks), manifest rules, pagination,
+//! htpasswd auth, read-only mode, TLS and gc.
+
+use berth_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A berth-registry process; killed and its directory removed on drop.
+struct Reg {
+    child: Option<Child>,
+    dir: PathBuf,
+    root: PathBuf,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Reg {
+    fn start(extra: &[&str]) -> Reg {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-reg-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let root = dir.join("root");
+        let mut r = Reg {
+            child: None,
+            log: dir.join("registry.log"),
+            dir,
+            root,
+            addr: String::new(),
+        };
+        r.spawn(extra);
+        r
+    }
+
+    /// (Re)starts the server on the same root with `extra` flags, waiting for its
+    /// "listening on ADDR" line.
+    fn spawn(&mut self, extra: &[&str]) {
+        self.stop();
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(bin("berth-registry"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--root"])
+            .arg(&self.root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with("listening on ")) {
+                self.addr = line.trim_start_matches("listening on ").trim().to_string();
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("berth-registry exited ({st}): {text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "registry did not come up: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Pushes a docker-save archive with skopeo; returns the manifest digest.
+    fn push(&self, archive: &Path, repo: &str, creds: Option<&str>) -> String {
+        let digest_file = self.dir.join("digest");
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        let o = cmd
+            .arg("--digestfile")
+            .arg(&digest_file)
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{repo}", self.addr))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "skopeo copy: {}", stderr(&o));
+        std::fs::read_to_string(digest_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn gc(&self, args: &[&str]) -> String {
+        let o = Command::new(bin("berth-registry"))
+            .args(["gc", "--root"])
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "gc: {}", stderr(&o));
+        stdout(&o)
+    }
+}
+
+impl Drop for Reg {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP exchange through curl: status, lowercased headers, body.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// `curl -X METHOD URL [-H h]... [--data-binary @body]`.
+fn http(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>, extra: &[&str]) -> Resp {
+    use std::io::Write;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "-H", "Expect:", "-X", method]);
+    if method == "HEAD" {
+        cmd.arg("-I");
+    }
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.args(extra);
+    if body.is_some() {
+        cmd.args(["--data-binary", "@-"]);
+    }
+    cmd.arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("curl");
+    let mut si = child.stdin.take().unwrap();
+    let data = body.map(|b| b.to_vec());
+    let writer = std::thread::spawn(move || {
+        if let Some(d) = data {
+            let _ = si.write_all(&d);
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    assert!(o.status.success(), "curl {method} {url}: {}", stderr(&o));
+    let out = o.stdout;
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: out[split..].to_vec(),
+    }
+}
+
+fn get(url: &str) -> Resp {
+    http("GET", url, &[], None, &[])
+}
+
+fn sha256(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    let o = c.wait_with_output().unwrap();
+    format!("sha256:{}", stdout(&o).split_whitespace().next().unwrap())
+}
+
+/// Monolithic blob upload (`POST ?digest=`); returns the digest.
+fn put_blob(reg: &Reg, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = http(
+        "POST",
+        &reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")),
+        &["Content-Type: application/octet-stream"],
+        Some(data),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    d
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A small OCI image (config + one layer) pushed with curl: (manifest digest, bytes).
+fn push_tiny_image(reg: &Reg, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = put_blob(reg, repo, config);
+    let ld = put_blob(reg, repo, layer);
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    let r = http(
+        "PUT",
+        &reg.url(&format!("/v2/{repo}/manifests/{tag}")),
+        &[&format!("Content-Type: {OCI_MANIFEST}")],
+        Some(&m),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let d = sha256(&m);
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    (d, m)
+}
+
+/// The busybox test image as a docker-save archive (made by `berth save`).
+fn busybox_archive(dir: &Path) -> PathBuf {
+    let src = Daemon::start();
+    src.busybox();
+    let out = dir.join("busybox.tar");
+    src.ok(&["save", "-o", out.to_str().unwrap(), "busybox:latest"]);
+    out
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn skopeo_round_trip_mount_and_berthd_pull() {
+    let reg = Reg::start(&[]);
+    let archive = busybox_archive(&reg.dir);
+    let digest = reg.push(&archive, "x/y:v1", None);
+
+    // The stored manifest is byte-identical to what skopeo pushed.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/x/y:v1", reg.addr),
+    ]);
+    assert!(raw.status.success(), "{}", stderr(&raw));
+    assert_eq!(sha256(&raw.stdout), digest);
+    let r = http("HEAD", &reg.url("/v2/x/y/manifests/v1"), &[], None, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+
+    // Registry to registry (cross-repository mounts), same digest.
+    let o = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}/x/y:v1", reg.addr),
+        &format!("docker://{}/x/z:copy", reg.addr),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = http("HEAD", &reg.url("/v2/x/z/manifests/copy"), &[], None, &[]);
+    assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
+
+    // Out again into an OCI layout.
+    let oci = reg.dir.join("oci");
+    let o = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/x/y:v1", reg.addr),
+        &format!("oci:{}:v1", oci.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().map(|a| a.len()), Some(1));
+
+    let cat = get(&reg.url("/v2/_catalog")).json();
+    assert_eq!(cat["repositories"], serde_json::json!(["x/y", "x/z"]));
+
+    // berthd pulls from it and runs the image.
+    let d = Daemon::start_with_config(&format!(r#"{{"insecure-registries": ["{}"]}}"#, reg.addr));
+    let name = format!("{}/x/y:v1", reg.addr);
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(
+        d.ok(&["run", "--rm", &name, "echo", "from-berth-registry"]),
+        "from-berth-registry"
+    );
+    let o = d.berth(&["pull", &format!("{}/x/y:nope", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("manifest unknown"), "{}", stderr(&o));
+
+    // berthd pushes the pulled image back under another name: same manifest digest, and
+    // every blob is mounted or already there.
+    let back = format!("{}/x/back:v1", reg.addr);
+    d.ok(&["tag", &name, &back]);
+    let out = d.ok(&["push", &back]);
+    assert!(out.contains(&format!("v1: digest: {digest} ")), "{out}");
+    let again = d.ok(&["push", &back]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    // A locally built image (no kept manifest): a gzip layer made on the way.
+    d.ok(&[
+        "commit",
+        "--change",
+        "CMD [\"echo\", \"committed\"]",
+        &d.ok(&["create", &name, "true"]),
+        &format!("{}/x/built:v1", reg.addr),
+    ]);
+    let out = d.ok(&["push", &format!("{}/x/built:v1", reg.addr)]);
+    assert!(
+        out.contains(": Pushed") || out.contains("Layer already exists"),
+        "{out}"
+    );
+    let d2 = Daemon::start();
+    d2.ok(&["pull", &format!("{}/x/built:v1", reg.addr)]);
+    assert_eq!(
+        d2.ok(&["run", "--rm", &format!("{}/x/built:v1", reg.addr)]),
+        "committed"
+    );
+}
+
+#[test]
+fn blob_uploads_ranges_and_digest_checks() {
+    let reg = Reg::start(&[]);
+    let v2 = get(&reg.url("/v2/"));
+    assert_eq!((v2.status, v2.text().as_str()), (200, "{}"));
+
+    // Chunked upload: POST, two PATCHes with Content-Range, status, PUT ?digest.
+    let r = http("POST", &reg.url("/v2/c/blobs/uploads/"), &[], None, &[]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.header("range"), Some("0-0"));
+    let uuid = r.header("docker-upload-uuid").unwrap().to_string();
+    let loc = r.header("location").unwrap().to_string();
+    assert!(loc.ends_with(&uuid), "{loc}");
+    let r = http(
+        "PATCH",
+        &reg.url(&loc),
+        &[
+            "Content-Range: 0-4",
+            "Content-Type: application/octet-stream",
+        ],
+        Some(b"hello"),
+        &[],
+    );
+    assert_eq!((r.status, r.header("range")), (202, Some("0-4")));
+    // Out of order.
+    let r = http(
+        "PATCH",
+        &reg.url(&loc),
+        &["Content-Range: 3-7"],
+        Some(b"xxxxx"),
+        &[],
+    );
+    assert_eq!(r.status, 416, "{}", r.text());
+    let r = http(
+        "PATCH",
+        &reg.url(&loc),
+        &["Content-Range: 5-10"],
+        Some(b" world"),
+        &[],
+    );
+    assert_eq!((r.status, r.header("range")), (202, Some("0-10")));
+    let r = get(&reg.url(&loc));
+    assert_eq!((r.status, r.header("range")), (204, Some("0-10")));
+    let d = sha256(b"hello world");
+    let r = http(
+        "PUT",
+        &reg.url(&format!("{loc}?digest={d}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v2/c/blobs/{d}").as_str())
+    );
+    assert_eq!(get(&reg.url(&loc)).error_code(), "BLOB_UPLOAD_UNKNOWN");
+
+    // Blob reads: whole, ranged, HEAD, unsatisfiable; other repositories do not have it.
+    let blob = reg.url(&format!("/v2/c/blobs/{d}"));
+    assert_eq!(get(&blob).body, b"hello world");
+    let r = http("GET", &blob, &["Range: bytes=6-10"], None, &[]);
+    assert_eq!((r.status, r.text().as_str()), (206, "world"));
+    assert_eq!(r.header("content-range"), Some("bytes 6-10/11"));
+    let r = http("HEAD", &blob, &[], None, &[]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("11")));
+    assert_eq!(
+        http("GET", &blob, &["Range: bytes=20-"], None, &[]).status,
+        416
+    );
+    let other = get(&reg.url(&format!("/v2/other/blobs/{d}")));
+    assert_eq!(
+        (other.status, other.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+
+    // Cross-repository mount.
+    let r = http(
+        "POST",
+        &reg.url(&format!("/v2/m/blobs/uploads/?mount={d}&from=c")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        get(&reg.url(&format!("/v2/m/blobs/{d}"))).body,
+        b"hello world"
+    );
+    // Mount of something the source lacks: a plain upload starts instead.
+    let missing = sha256(b"missing");
+    let r = http(
+        "POST",
+        &reg.url(&format!("/v2/m/blobs/uploads/?mount={missing}&from=c")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 202);
+    let r = http(
+        "DELETE",
+        &reg.url(r.header("location").unwrap()),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 204);
+
+    // Digest mismatch: refused, nothing stored, the upload is gone.
+    let bad = sha256(b"something else");
+    let r = http(
+        "POST",
+        &reg.url(&format!("/v2/c/blobs/uploads/?digest={bad}")),
+        &[],
+        Some(b"payload"),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
+    let r = http("POST", &reg.url("/v2/c/blobs/uploads/"), &[], None, &[]);
+    let loc = r.header("location").unwrap().to_string();
+    let r = http(
+        "PUT",
+        &reg.url(&format!("{loc}?digest={bad}")),
+        &[],
+        Some(b"payload"),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
+    for digest in [bad, sha256(b"payload")] {
+        let hex = digest.trim_start_matches("sha256:");
+        assert!(!reg
+            .root
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .exists());
+        assert_eq!(get(&reg.url(&format!("/v2/c/blobs/{digest}"))).status, 404);
+    }
+    assert_eq!(get(&reg.url(&loc)).status, 404);
+
+    // Validation: names, digests.
+    let r = get(&reg.url("/v2/Bad_Name/tags/list"));
+    assert_eq!((r.status, r.error_code().as_str()), (400, "NAME_INVALID"));
+    let r = get(&reg.url("/v2/c/blobs/sha256:1234"));
+    assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
+
+    // Blob delete.
+    assert_eq!(http("DELETE", &blob, &[], None, &[]).status, 202);
+    assert_eq!(get(&blob).error_code(), "BLOB_UNKNOWN");
+}
+
+#[test]
+fn manifest_rules_referrers_and_delete() {
+    let reg = Reg::start(&[]);
+    let (digest, bytes) = push_tiny_image(&reg, "app", "v1", b"layer-1");
+    let r = get(&reg.url("/v2/app/manifests/v1"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, bytes);
+    assert_eq!(r.header("content-type"), Some(OCI_MANIFEST));
+    assert_eq!(
+        get(&reg.url(&format!("/v2/app/manifests/{digest}"))).body,
+        bytes
+    );
+    let r = get(&reg.url("/v2/app/manifests/nope"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    let r = get(&reg.url("/v2/app/manifests/-bad"));
+    assert_eq!((r.status, r.error_code().as_str()), (400, "TAG_INVALID"));
+
+    let ct = format!("Content-Type: {OCI_MANIFEST}");
+    // A layer the repository does not have.
+    let unknown = sha256(b"not uploaded");
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": unknown, "size": 3},
+        "layers": []})
+    .to_string();
+    let r = http(
+        "PUT",
+        &reg.url("/v2/app/manifests/v2"),
+        &[&ct],
+        Some(m.as_bytes()),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN")
+    );
+    // PUT by digest with the wrong digest.
+    let r = http(
+        "PUT",
+        &reg.url(&format!("/v2/app/manifests/{unknown}")),
+        &[&ct],
+        Some(&bytes),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
+    // Not JSON.
+    let r = http(
+        "PUT",
+        &reg.url("/v2/app/manifests/v2"),
+        &[&ct],
+        Some(b"nope"),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "MANIFEST_INVALID")
+    );
+    // Over 4 MiB.
+    let mut big = br#"{"schemaVersion":2,"annotations":{"x":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 4 << 20));
+    big.extend_from_slice(br#""}}"#);
+    let r = http(
+        "PUT",
+        &reg.url("/v2/app/manifests/big"),
+        &[&ct],
+        Some(&big),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "MANIFEST_INVALID")
+    );
+    assert_eq!(get(&reg.url("/v2/app/manifests/big")).status, 404);
+
+    // An index over the image; its children must exist.
+    let idx_type = "application/vnd.oci.image.index.v1+json";
+    let idx = serde_json::json!({"schemaVersion": 2, "mediaType": idx_type,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": bytes.len()}]})
+    .to_string();
+    let r = http(
+        "PUT",
+        &reg.url("/v2/app/manifests/multi"),
+        &[&format!("Content-Type: {idx_type}")],
+        Some(idx.as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let bad_idx = idx.replace(&digest, &unknown);
+    let r = http(
+        "PUT",
+        &reg.url("/v2/app/manifests/multi2"),
+        &[&format!("Content-Type: {idx_type}")],
+        Some(bad_idx.as_bytes()),
+        &[],
+    );
+    assert_eq!(r.error_code(), "MANIFEST_BLOB_UNKNOWN");
+
+    // A referrer (signature-like artifact) with a subject.
+    let empty = put_blob(&reg, "app", b"{}");
+    let sig = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": bytes.len()},
+        "annotations": {"k": "v"}})
+    .to_string();
+    let sig_digest = sha256(sig.as_bytes());
+    let r = http(
+        "PUT",
+        &reg.url(&format!("/v2/app/manifests/{sig_digest}")),
+        &[&ct],
+        Some(sig.as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("oci-subject"), Some(digest.as_str()));
+    let r = get(&reg.url(&format!("/v2/app/referrers/{digest}")));
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["manifests"][0]["digest"], sig_digest.as_str());
+    assert_eq!(
+        j["manifests"][0]["artifactType"],
+        "application/vnd.example.sig"
+    );
+    assert_eq!(j["manifests"][0]["annotations"]["k"], "v");
+    let r = get(&reg.url(&format!("/v2/app/referrers/{digest}?artifactType=other")));
+    assert_eq!(r.header("oci-filters-applied"), Some("artifactType"));
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+
+    // Deletes: by tag unsupported; by digest removes the tags too.
+    let r = http("DELETE", &reg.url("/v2/app/manifests/v1"), &[], None, &[]);
+    assert_eq!((r.status, r.error_code().as_str()), (405, "UNSUPPORTED"));
+    let r = http(
+        "DELETE",
+        &reg.url(&format!("/v2/app/manifests/{sig_digest}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        get(&reg.url(&format!("/v2/app/referrers/{digest}"))).json()["manifests"],
+        serde_json::json!([])
+    );
+    let r = http(
+        "DELETE",
+        &reg.url(&format!("/v2/app/manifests/{digest}")),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 202);
+    assert_eq!(get(&reg.url("/v2/app/manifests/v1")).status, 404);
+    assert_eq!(
+        get(&reg.url("/v2/app/tags/list")).json()["tags"],
+        serde_json::json!(["multi"])
+    );
+}
+
+#[test]
+fn catalog_and_tags_pagination() {
+    let reg = Reg::start(&[]);
+    for repo in ["a", "b/c", "d"] {
+        push_tiny_image(&reg, repo, "t1", b"l");
+    }
+    for tag in ["t2", "t3", "t4"] {
+        push_tiny_image(&reg, "a", tag, b"l");
+    }
+    let r = get(&reg.url("/v2/_catalog?n=2"));
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "b/c"]));
+    assert_eq!(
+        r.header("link"),
+        Some(r#"</v2/_catalog?last=b/c&n=2>; rel="next""#)
+    );
+    let r = get(&reg.url("/v2/_catalog?n=2&last=b/c"));
+    assert_eq!(r.json()["repositories"], serde_json::json!(["d"]));
+    assert_eq!(r.header("link"), None);
+
+    let r = get(&reg.url("/v2/a/tags/list"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "a", "tags": ["t1", "t2", "t3", "t4"]})
+    );
+    let r = get(&reg.url("/v2/a/tags/list?n=3"));
+    assert_eq!(r.json()["tags"], serde_json::json!(["t1", "t2", "t3"]));
+    assert_eq!(
+        r.header("link"),
+        Some(r#"</v2/a/tags/list?last=t3&n=3>; rel="next""#)
+    );
+    let r = get(&reg.url("/v2/a/tags/list?n=3&last=t3"));
+    assert_eq!(r.json()["tags"], serde_json::json!(["t4"]));
+    let r = get(&reg.url("/v2/a/tags/list?n=x"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "PAGINATION_NUMBER_INVALID")
+    );
+    let r = get(&reg.url("/v2/nothing/tags/list"));
+    assert_eq!((r.status, r.error_code().as_str()), (404, "NAME_UNKNOWN"));
+}
+
+#[test]
+fn htpasswd_basic_auth() {
+    let mut reg = Reg::start(&[]);
+    let o = Command::new("htpasswd")
+        .args(["-Bbn", "berth", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "htpasswd: {}", stderr(&o));
+    let pw = reg.dir.join("htpasswd");
+    std::fs::write(&pw, &o.stdout).unwrap();
+    reg.spawn(&["--htpasswd", pw.to_str().unwrap(), "--realm", "berth-test"]);
+
+    let r = get(&reg.url("/v2/"));
+    assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Basic realm="berth-test""#)
+    );
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    let r = http("GET", &reg.url("/v2/"), &[], None, &["-u", "berth:wrong"]);
+    assert_eq!(r.status, 401);
+    let r = http("GET", &reg.url("/v2/"), &[], None, &["-u", "berth:s3cret"]);
+    assert_eq!(r.status, 200);
+
+    let archive = busybox_archive(&reg.dir);
+    let dest = format!("docker://{}/private/bb:v1", reg.addr);
+    let o = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &dest,
+    ]);
+    assert!(!o.status.success(), "push without credentials succeeded");
+    let digest = reg.push(&archive, "private/bb:v1", Some("berth:s3cret"));
+    let o = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "berth:s3cret",
+        &dest,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256(&o.stdout), digest);
+}
+
+#[test]
+fn read_only_mode() {
+    let mut reg = Reg::start(&[]);
+    let (digest, bytes) = push_tiny_image(&reg, "ro", "v1", b"layer");
+    reg.spawn(&["--read-only"]);
+    assert_eq!(get(&reg.url("/v2/ro/manifests/v1")).body, bytes);
+    for (method, path) in [
+        ("POST", "/v2/ro/blobs/uploads/".to_string()),
+        ("PUT", "/v2/ro/manifests/v2".to_string()),
+        ("DELETE", format!("/v2/ro/manifests/{digest}")),
+    ] {
+        let r = http(method, &reg.url(&path), &[], Some(b"{}"), &[]);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (405, "UNSUPPORTED"),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        get(&reg.url(&format!("/v2/ro/manifests/{digest}"))).status,
+        200
+    );
+}
+
+#[test]
+fn gc_sweeps_unreferenced_blobs() {
+    let mut reg = Reg::start(&[]);
+    let (digest, _) = push_tiny_image(&reg, "keep", "v1", b"kept layer");
+    let (gone, _) = push_tiny_image(&reg, "drop", "v1", b"dropped layer");
+    let orphan = put_blob(&reg, "keep", b"orphan blob");
+    let dropped_layer = sha256(b"dropped layer");
+    assert_eq!(
+        http(
+            "DELETE",
+            &reg.url(&format!("/v2/drop/manifests/{gone}")),
+            &[],
+            None,
+            &[]
+        )
+        .status,
+        202
+    );
+    // A stale upload.
+    let r = http("POST", &reg.url("/v2/keep/blobs/uploads/"), &[], None, &[]);
+    let upload = r.header("location").unwrap().to_string();
+    reg.stop();
+
+    let blob_file = |d: &str| {
+        let hex = d.trim_start_matches("sha256:").to_string();
+        reg.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    let dry = reg.gc(&["--dry-run"]);
+    for d in [&orphan, &dropped_layer, &gone] {
+        assert!(
+            dry.contains(&format!("blob eligible for deletion: {d}")),
+            "{dry}"
+        );
+        assert!(blob_file(d).exists());
+    }
+    assert!(!dry.contains(&digest), "{dry}");
+    let out = reg.gc(&["--upload-max-age", "0s"]);
+    for d in [&orphan, &dropped_layer, &gone] {
+        assert!(out.contains(d.as_str()), "{out}");
+        assert!(!blob_file(d).exists());
+    }
+    assert!(out.contains("stale upload"), "{out}");
+    assert!(blob_file(&digest).exists());
+    assert!(blob_file(&sha256(b"kept layer")).exists());
+
+    reg.spawn(&[]);
+    assert_eq!(get(&reg.url("/v2/keep/manifests/v1")).status, 200);
+    assert_eq!(
+        get(&reg.url(&format!("/v2/keep/blobs/{}", sha256(b"kept layer")))).body,
+        b"kept layer"
+    );
+    assert_eq!(
+        get(&reg.url(&format!("/v2/keep/blobs/{orphan}"))).status,
+        404
+    );
+    assert_eq!(get(&reg.url(&upload)).status, 404);
+}
+
+#[test]
+fn tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl: {}", stderr(&o));
+    let reg = Reg::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("https://{}/v2/", reg.addr);
+    let r = http(
+        "GET",
+        &url,
+        &[],
+        None,
+        &["--cacert", cert.to_str().unwrap()],
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "{}"));
+    // skopeo verifying against the same CA.
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(&cert, certs.join("ca.crt")).unwrap();
+    let o = skopeo(&[
+        "inspect",
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        &format!("docker://{}/none:v1", reg.addr),
+    ]);
+    assert!(stderr(&o).contains("manifest unknown"), "{}", stderr(&o));
+}
+
+#[test]
+fn parallel_uploads() {
+    let reg = Reg::start(&[]);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let url = reg.url("");
+            std::thread::spawn(move || {
+                // Half push the same content, half their own, interleaving chunked uploads.
+                let data = if i % 2 == 0 {
+                    b"shared content".to_vec()
+                } else {
+                    format!("own content {i}").into_bytes()
+                };
+                let d = sha256(&data);
+                let r = http(
+                    "POST",
+                    &format!("{url}/v2/par/blobs/uploads/"),
+                    &[],
+                    None,
+                    &[],
+                );
+                assert_eq!(r.status, 202);
+                let loc = format!("{url}{}", r.header("location").unwrap());
+                let (a, b) = data.split_at(data.len() / 2);
+                let r = http("PATCH", &loc, &[], Some(a), &[]);
+                assert_eq!(r.status, 202, "{}", r.text());
+                let r = http("PUT", &format!("{loc}?digest={d}"), &[], Some(b), &[]);
+                assert_eq!(r.status, 201, "{}", r.text());
+                (d, data)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (d, data) = t.join().unwrap();
+        assert_eq!(get(&reg.url(&format!("/v2/par/blobs/{d}"))).body, data);
+    }
+    // Nothing left in flight.
+    let uploads = reg.root.join("repositories/par/_uploads");
+    assert_eq!(std::fs::read_dir(uploads).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(reg.root.join("tmp")).unwrap().count(), 0);
+}
