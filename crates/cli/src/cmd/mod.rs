@@ -212,4 +212,3 @@ mod tests {
         assert!(matches!(filters_json(&[]), Ok(None)));
     }
 }
-
