@@ -228,6 +228,9 @@ impl Daemon {
             Command::new(bin("berth"))
                 .env("BERTH_HOST", self.host())
                 .env_remove("DOCKER_HOST")
+                // The client config (login credentials) of this test only, shared with
+                // the docker CLI runs of the same daemon.
+                .env("DOCKER_CONFIG", self.root.join(".docker-cli"))
                 .args(args),
             stdin,
         )

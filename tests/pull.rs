@@ -318,3 +318,68 @@ fn push_skips_present_blobs_and_keeps_digests() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("127.0.0.1:9"), "{}", stderr(&o));
 }
+
+#[test]
+fn login_logout_and_authenticated_push_pull() {
+    let reg = Registry::start(Some(("alice", "s3cret")));
+    let d = Daemon::start();
+    d.busybox();
+    let name = format!("{}/private/bb:v1", reg.addr);
+    d.ok(&["tag", "busybox", &name]);
+    // Not logged in: docker's refusal.
+    let o = d.berth(&["push", &name]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unauthorized") || stderr(&o).contains("authentication required"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Wrong password: the daemon asks the registry, nothing is stored.
+    let o = d.berth_stdin(
+        &["login", "-u", "alice", "--password-stdin", &reg.addr],
+        Some(b"nope\n"),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("401 Unauthorized"), "{}", stderr(&o));
+    let cfg = d.root.join(".docker-cli/config.json");
+    assert!(!cfg.exists() || !std::fs::read_to_string(&cfg).unwrap().contains(&reg.addr));
+
+    let o = d.berth_stdin(
+        &["login", "-u", "alice", "--password-stdin", &reg.addr],
+        Some(b"s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "Login Succeeded");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    // docker's config.json shape: base64 "user:password" under the server's key.
+    assert_eq!(saved["auths"][&reg.addr]["auth"], "YWxpY2U6czNjcmV0");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = d.ok(&["push", &name]);
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    d.ok(&["rmi", &name]);
+    d.ok(&["pull", &name]);
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "authed"]), "authed");
+    // The stock docker CLI reads the same config.json.
+    if Command::new("docker").arg("--version").output().is_ok() {
+        d.ok(&["rmi", &name]);
+        d.dok(&["pull", &name]);
+    }
+
+    assert_eq!(
+        d.ok(&["logout", &reg.addr]),
+        format!("Removing login credentials for {}", reg.addr)
+    );
+    assert_eq!(
+        d.ok(&["logout", &reg.addr]),
+        format!("Not logged in to {}", reg.addr)
+    );
+    d.ok(&["rmi", &name]);
+    let o = d.berth(&["pull", &name]);
+    assert!(!o.status.success());
+}

@@ -1,7 +1,8 @@
 //! berth's built-in registry (`berth-registry serve`), each test with its own registry on
 //! 127.0.0.1:<free port> in a temp dir: skopeo push/pull round trips, berthd pulling from it,
 //! the blob upload protocol (chunks, ranges, digest checks), manifest rules, pagination,
-//! htpasswd auth, read-only mode, TLS and gc.
+//! htpasswd auth, token auth with its token server, pull-through caching, read-only mode, TLS
+//! and gc.
 
 use berth_tests::*;
 use std::path::{Path, PathBuf};
@@ -950,4 +951,458 @@ fn parallel_uploads() {
     let uploads = reg.root.join("repositories/par/_uploads");
     assert_eq!(std::fs::read_dir(uploads).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(reg.root.join("tmp")).unwrap().count(), 0);
+}
+
+/// A second berth-registry process (the token server) printing "listening on ADDR"; killed
+/// on drop.
+struct Listener {
+    child: Child,
+    addr: String,
+}
+
+impl Listener {
+    fn spawn(args: &[&str], log: &Path) -> Listener {
+        let child = Command::new(bin("berth-registry"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("spawn berth-registry");
+        let mut l = Listener {
+            child,
+            addr: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with("listening on ")) {
+                l.addr = line.trim_start_matches("listening on ").trim().to_string();
+                return l;
+            }
+            if let Ok(Some(st)) = l.child.try_wait() {
+                panic!("berth-registry exited ({st}): {text}");
+            }
+            assert!(Instant::now() < deadline, "did not come up: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{cmd:?}: {}", stderr(&o));
+    o.stdout
+}
+
+/// An htpasswd file with berth:s3cret in `dir`.
+fn htpasswd_file(dir: &Path) -> PathBuf {
+    let out = run_ok(Command::new("htpasswd").args(["-Bbn", "berth", "s3cret"]));
+    let pw = dir.join("htpasswd");
+    std::fs::write(&pw, out).unwrap();
+    pw
+}
+
+fn b64url(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("basenc")
+        .args(["--base64url", "-w0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    let o = c.wait_with_output().unwrap();
+    stdout(&o).trim().trim_end_matches('=').to_string()
+}
+
+/// An RS256 JWT made with openssl alone (not with the code under test).
+fn rs256_jwt(key: &Path, claims: &serde_json::Value) -> String {
+    use std::io::Write;
+    let input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut c = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    format!("{input}.{}", b64url(&o.stdout))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn token_auth_and_token_server() {
+    let mut reg = Reg::start(&[]);
+    let dir = reg.dir.clone();
+    let (key, public, other) = (
+        dir.join("key.pem"),
+        dir.join("pub.pem"),
+        dir.join("other.pem"),
+    );
+    for k in [&key, &other] {
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                ])
+                .arg(k),
+        );
+    }
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public),
+    );
+    let pw = htpasswd_file(&dir);
+    let ts = Listener::spawn(
+        &[
+            "token-server",
+            "--addr",
+            "127.0.0.1:0",
+            "--key",
+            key.to_str().unwrap(),
+            "--issuer",
+            "berth-ts",
+            "--htpasswd",
+            pw.to_str().unwrap(),
+            "--allow",
+            "public/*=pull",
+        ],
+        &dir.join("token-server.log"),
+    );
+    let realm = format!("http://{}/token", ts.addr);
+    reg.spawn(&[
+        "--token-realm",
+        &realm,
+        "--token-service",
+        "berth-test",
+        "--token-issuer",
+        "berth-ts",
+        "--token-key",
+        public.to_str().unwrap(),
+    ]);
+
+    // Challenges name the scope each request needs.
+    let challenge = |method: &str, path: &str| {
+        let r = http(method, &reg.url(path), &[], None, &[]);
+        assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
+        r.header("www-authenticate").unwrap_or("").to_string()
+    };
+    let base = format!(r#"Bearer realm="{realm}",service="berth-test""#);
+    assert_eq!(challenge("GET", "/v2/"), base);
+    assert_eq!(
+        challenge("GET", "/v2/a/b/manifests/v1"),
+        format!(r#"{base},scope="repository:a/b:pull""#)
+    );
+    assert_eq!(
+        challenge("POST", "/v2/a/blobs/uploads/"),
+        format!(r#"{base},scope="repository:a:pull,push""#)
+    );
+    assert_eq!(
+        challenge("GET", "/v2/_catalog"),
+        format!(r#"{base},scope="registry:catalog:*""#)
+    );
+
+    // skopeo runs the token flow: refused without credentials, allowed with them.
+    let archive = busybox_archive(&dir);
+    let o = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{}/public/bb:v1", reg.addr),
+    ]);
+    assert!(!o.status.success(), "anonymous push succeeded");
+    let digest = reg.push(&archive, "public/bb:v1", Some("berth:s3cret"));
+    assert_eq!(
+        reg.push(&archive, "private/bb:v1", Some("berth:s3cret")),
+        digest
+    );
+
+    // The token endpoint itself.
+    let token = |scopes: &[&str], creds: Option<&str>| -> Resp {
+        let q: Vec<String> = scopes.iter().map(|s| format!("&scope={s}")).collect();
+        let url = format!("http://{}/token?service=berth-test{}", ts.addr, q.concat());
+        let extra: Vec<&str> = creds.map(|c| vec!["-u", c]).unwrap_or_default();
+        http("GET", &url, &[], None, &extra)
+    };
+    let bearer = |r: &Resp| {
+        let j = r.json();
+        assert_eq!(j["token"], j["access_token"]);
+        assert_eq!(j["expires_in"], 300);
+        assert!(j["issued_at"].as_str().unwrap_or("").ends_with('Z'), "{j}");
+        format!("Authorization: Bearer {}", j["token"].as_str().unwrap())
+    };
+    let anon_public = bearer(&token(&["repository:public/bb:pull,push"], None));
+    let r = http(
+        "GET",
+        &reg.url("/v2/public/bb/manifests/v1"),
+        &[&anon_public],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sha256(&r.body), digest);
+    // The anonymous token holds pull only: no push, nothing on private/.
+    let r = http(
+        "POST",
+        &reg.url("/v2/public/bb/blobs/uploads/"),
+        &[&anon_public],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"error="insufficient_scope""#));
+    let anon_private = bearer(&token(&["repository:private/bb:pull"], None));
+    let r = http(
+        "GET",
+        &reg.url("/v2/private/bb/manifests/v1"),
+        &[&anon_private],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        token(&["repository:x:pull"], Some("berth:wrong")).status,
+        401
+    );
+    let user = bearer(&token(
+        &["repository:private/bb:pull", "registry:catalog:*"],
+        Some("berth:s3cret"),
+    ));
+    let r = http(
+        "GET",
+        &reg.url("/v2/private/bb/manifests/v1"),
+        &[&user],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let r = http("GET", &reg.url("/v2/_catalog"), &[&user], None, &[]);
+    assert_eq!(
+        r.json()["repositories"],
+        serde_json::json!(["private/bb", "public/bb"])
+    );
+
+    // Tokens made with openssl: a good one passes; forged, expired, for another service or
+    // from another issuer are refused.
+    let now = unix_now();
+    let claims = |iss: &str, aud: &str, nbf: u64, exp: u64| {
+        serde_json::json!({
+            "iss": iss, "sub": "", "aud": aud, "nbf": nbf, "iat": nbf, "exp": exp,
+            "access": [{"type": "repository", "name": "private/bb", "actions": ["pull"]}],
+        })
+    };
+    let url = reg.url("/v2/private/bb/manifests/v1");
+    let with = |jwt: String| {
+        http(
+            "GET",
+            &url,
+            &[&format!("Authorization: Bearer {jwt}")],
+            None,
+            &[],
+        )
+    };
+    assert_eq!(
+        with(rs256_jwt(
+            &key,
+            &claims("berth-ts", "berth-test", now - 10, now + 600)
+        ))
+        .status,
+        200
+    );
+    for (what, jwt) in [
+        (
+            "forged",
+            rs256_jwt(
+                &other,
+                &claims("berth-ts", "berth-test", now - 10, now + 600),
+            ),
+        ),
+        (
+            "expired",
+            rs256_jwt(
+                &key,
+                &claims("berth-ts", "berth-test", now - 7200, now - 3600),
+            ),
+        ),
+        (
+            "not yet valid",
+            rs256_jwt(
+                &key,
+                &claims("berth-ts", "berth-test", now + 3600, now + 7200),
+            ),
+        ),
+        (
+            "other service",
+            rs256_jwt(&key, &claims("berth-ts", "elsewhere", now - 10, now + 600)),
+        ),
+        (
+            "other issuer",
+            rs256_jwt(&key, &claims("mallory", "berth-test", now - 10, now + 600)),
+        ),
+    ] {
+        let r = with(jwt);
+        assert_eq!(r.status, 401, "{what}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains(r#"error="invalid_token""#),
+            "{what}"
+        );
+    }
+
+    // berthd: anonymous pull of an allowed repository, a clear refusal for a private one.
+    let d = Daemon::start_with_config(&format!(r#"{{"insecure-registries": ["{}"]}}"#, reg.addr));
+    let out = d.ok(&["pull", &format!("{}/public/bb:v1", reg.addr)]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let o = d.berth(&["pull", &format!("{}/private/bb:v1", reg.addr)]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("pull access denied"), "{err}");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            &format!("{}/public/bb:v1", reg.addr),
+            "echo",
+            "tokened"
+        ]),
+        "tokened"
+    );
+
+    // A pull-through cache in front of the token-auth registry answers its bearer challenges.
+    let proxy = Reg::start(&[
+        "--upstream",
+        &format!("http://{}", reg.addr),
+        "--upstream-username",
+        "berth",
+        "--upstream-password",
+        "s3cret",
+    ]);
+    let o = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/private/bb:v1", proxy.addr),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256(&o.stdout), digest);
+}
+
+#[test]
+fn pull_through_cache() {
+    let mut upstream = Reg::start(&[]);
+    let pw = htpasswd_file(&upstream.dir);
+    upstream.spawn(&["--htpasswd", pw.to_str().unwrap()]);
+    let archive = busybox_archive(&upstream.dir);
+    let digest = upstream.push(&archive, "lib/bb:v1", Some("berth:s3cret"));
+
+    let proxy = Reg::start(&[
+        "--upstream",
+        &format!("http://{}", upstream.addr),
+        "--upstream-username",
+        "berth",
+        "--upstream-password",
+        "s3cret",
+    ]);
+    let image = format!("{}/lib/bb:v1", proxy.addr);
+    let inspect = |reference: &str| {
+        let o = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        sha256(&o.stdout)
+    };
+    assert_eq!(inspect(&image), digest);
+    let copy_out = |to: &str| {
+        let o = skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("oci:{}:v1", proxy.dir.join(to).display()),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    copy_out("oci1");
+    let d = Daemon::start_with_config(&format!(r#"{{"insecure-registries": ["{}"]}}"#, proxy.addr));
+    let out = d.ok(&["pull", &image]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let r = get(&proxy.url("/v2/lib/bb/tags/list"));
+    assert_eq!(r.json()["tags"], serde_json::json!(["v1"]));
+    // Writes are refused, as in distribution's proxy mode.
+    let r = http(
+        "POST",
+        &proxy.url("/v2/lib/bb/blobs/uploads/"),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (405, "UNSUPPORTED"));
+    let r = http(
+        "GET",
+        &proxy.url("/v2/lib/nothing/manifests/v1"),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+
+    // With the upstream gone, everything pulled before comes from the cache.
+    upstream.stop();
+    assert_eq!(inspect(&image), digest);
+    assert_eq!(inspect(&format!("{}/lib/bb@{digest}", proxy.addr)), digest);
+    copy_out("oci2");
+    let d2 =
+        Daemon::start_with_config(&format!(r#"{{"insecure-registries": ["{}"]}}"#, proxy.addr));
+    let out = d2.ok(&["pull", &image]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(d2.ok(&["run", "--rm", &image, "echo", "cached"]), "cached");
+    let r = get(&proxy.url("/v2/lib/bb/tags/list"));
+    assert_eq!(r.json()["tags"], serde_json::json!(["v1"]));
+    // What was never pulled: the upstream's failure, not a made-up "unknown".
+    let r = http(
+        "GET",
+        &proxy.url("/v2/lib/other/manifests/v1"),
+        &[],
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
 }

@@ -74,6 +74,10 @@ pub enum Command {
     Pull(PullArgs),
     /// Upload an image to a registry
     Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Build an image from a Dockerfile
     Build(BuildArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
@@ -975,6 +979,27 @@ pub struct RmiArgs {
 pub struct TagArgs {
     pub source: String,
     pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// SERVER (default: Docker Hub)
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// SERVER (default: Docker Hub)
+    pub server: Option<String>,
 }
 
 #[derive(Args, Debug)]

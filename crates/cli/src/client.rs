@@ -166,6 +166,19 @@ impl Client {
         body: Option<BoxBody<Bytes, io::Error>>,
         content_type: Option<&str>,
     ) -> CliResult<hyper::Response<hyper::body::Incoming>> {
+        self.raw_stream_with(method, path, body, content_type, &[])
+            .await
+    }
+
+    /// `raw_stream` with extra request headers (X-Registry-Auth).
+    pub async fn raw_stream_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<BoxBody<Bytes, io::Error>>,
+        content_type: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> CliResult<hyper::Response<hyper::body::Incoming>> {
         let body = body.unwrap_or_else(|| {
             Full::new(Bytes::new())
                 .map_err(|never| match never {})
@@ -181,6 +194,9 @@ impl Client {
             );
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
         }
         let req = req
             .body(body)

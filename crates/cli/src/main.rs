@@ -3,6 +3,7 @@
 mod args;
 mod client;
 mod cmd;
+mod config;
 mod jsonfmt;
 mod mounts;
 mod opts;

@@ -46,6 +46,7 @@ fn routes() -> Router<AppState> {
         .route("/version", get(s::version))
         .route("/info", get(s::info))
         .route("/system/df", get(s::df))
+        .route("/auth", post(s::auth))
         .route("/build", post(handlers::build::build))
         .route("/build/prune", post(handlers::build::prune))
         .route("/events", get(s::events))

@@ -37,7 +37,16 @@ impl Credentials {
             base64::engine::general_purpose::STANDARD_NO_PAD,
         ];
         let bytes = engines.iter().find_map(|e| e.decode(value).ok())?;
-        let mut c: Credentials = serde_json::from_slice(&bytes).ok()?;
+        // Fields may be null (bollard sends every field): read them one by one.
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let mut c = Credentials {
+            username: field("username"),
+            password: field("password"),
+            auth: field("auth"),
+            identity_token: field("identitytoken"),
+            registry_token: field("registrytoken"),
+        };
         if c.username.is_empty() && !c.auth.is_empty() {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(c.auth.trim())
@@ -156,6 +165,15 @@ mod tests {
         let b = Challenge::parse(r#"Basic realm="Registry Realm""#).unwrap();
         assert_eq!(b.scheme, "basic");
         assert_eq!(b.params["realm"], "Registry Realm");
+    }
+
+    #[test]
+    fn null_fields_are_empty() {
+        // bollard's DockerCredentials serialises unset fields as null.
+        let json = r#"{"username":"u","password":"p","auth":null,"email":null,"serveraddress":"x","identitytoken":null,"registrytoken":null}"#;
+        let h = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let c = Credentials::from_header(&h).unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
     }
 
     #[test]

@@ -345,7 +345,11 @@ impl Repository {
                     return Ok(false);
                 };
                 let scope = format!("repository:{}:{}", self.path, self.actions);
-                let mut query: Vec<(&str, &str)> = vec![("scope", scope.as_str())];
+                // A login (no repository) asks for a token without a scope, as docker does.
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if !self.path.is_empty() {
+                    query.push(("scope", scope.as_str()));
+                }
                 if let Some(s) = ch.params.get("service") {
                     query.push(("service", s));
                 }
@@ -374,6 +378,48 @@ impl Repository {
             }
             _ => Ok(false),
         }
+    }
+}
+
+/// docker's registry key of a server address: Docker Hub's aliases become "docker.io",
+/// a scheme and path are dropped ("https://host:5000/v1/" -> "host:5000").
+pub fn registry_domain(server: &str) -> String {
+    let s = server
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    match host {
+        ""
+        | "index.docker.io"
+        | "registry-1.docker.io"
+        | "docker.io"
+        | "registry.hub.docker.com" => "docker.io".to_string(),
+        h => h.to_string(),
+    }
+}
+
+/// POST /auth: checks credentials against a registry's `/v2/` (answering a basic or
+/// bearer challenge with them). Docker's error text on a refusal.
+pub async fn login(opts: &RegistryOptions, server: &str, creds: Credentials) -> Result<()> {
+    let reference = Reference {
+        domain: registry_domain(server),
+        path: String::new(),
+        tag: None,
+        digest: None,
+    };
+    let repo = Repository::new(&reference, opts, Some(creds))?;
+    let url = format!("{}/v2/", repo.base);
+    match repo.send(reqwest::Method::GET, &url, &[], None).await? {
+        Fetched::Ok(_) => Ok(()),
+        Fetched::Failed(f) if f.status == 401 => Err(Error::new(
+            ErrorKind::Unauthorized,
+            format!("login attempt to {url} failed with status: 401 Unauthorized"),
+        )),
+        Fetched::Failed(f) => Err(Error::unavailable(format!(
+            "login attempt to {url} failed with status: {}",
+            f.status
+        ))),
     }
 }
 

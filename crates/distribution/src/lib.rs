@@ -12,7 +12,7 @@ mod pull;
 mod push;
 
 pub use auth::{Challenge, Credentials};
-pub use client::{RegistryOptions, Repository};
+pub use client::{login, registry_domain, RegistryOptions, Repository};
 pub use manifest::{select_platform, Descriptor, ManifestKind, Platform};
 pub use pull::{
     pull_reference, spool_dir, Progress, ProgressDetail, PullOutcome, Puller, Resolved,

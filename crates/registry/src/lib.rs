@@ -6,7 +6,10 @@ pub mod error;
 pub mod names;
 pub mod server;
 pub mod storage;
+pub mod token;
+pub mod upstream;
 
 pub use error::{Code, RegistryError};
-pub use server::{load_tls, serve, Registry, ServerConfig, ServerError};
+pub use server::{load_tls, serve, Registry, ServerConfig, ServerError, TokenConfig};
 pub use storage::{GcReport, Storage};
+pub use upstream::UpstreamConfig;

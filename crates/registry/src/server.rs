@@ -6,6 +6,8 @@ use crate::auth::Htpasswd;
 use crate::error::{Code, RegistryError, Result};
 use crate::names::{valid_name, Digest, Reference, ReferenceError};
 use crate::storage::{ManifestDoc, RevisionInfo, Storage, StorageError, MAX_MANIFEST_SIZE};
+use crate::token::{Access, Claims, TokenError, Verifier};
+use crate::upstream::{Upstream, UpstreamConfig, UpstreamError};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -42,6 +44,20 @@ pub enum ServerError {
     Htpasswd(#[from] crate::auth::HtpasswdError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Token auth: where clients get tokens and how to check them.
+#[derive(Clone, Debug, Default)]
+pub struct TokenConfig {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    /// The token server's public key (PEM, EC P-256 or RSA).
+    pub key: PathBuf,
 }
 
 /// How to run the registry.
@@ -51,6 +67,10 @@ pub struct ServerConfig {
     pub htpasswd: Option<PathBuf>,
     pub realm: String,
     pub read_only: bool,
+    /// Bearer-token auth instead of (or, oddly, besides) htpasswd.
+    pub token: Option<TokenConfig>,
+    /// Pull-through cache of this upstream registry (writes refused).
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// The registry: storage, auth, and the per-upload locks (PATCH/PUT of one upload serialize,
@@ -63,6 +83,8 @@ struct Inner {
     auth: Option<Htpasswd>,
     realm: String,
     read_only: bool,
+    token: Option<Verifier>,
+    upstream: Option<Upstream>,
     uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -81,11 +103,21 @@ impl Registry {
         } else {
             cfg.realm.clone()
         };
+        let token = match &cfg.token {
+            Some(t) => Some(Verifier::new(&t.realm, &t.service, &t.issuer, &t.key)?),
+            None => None,
+        };
+        let upstream = match &cfg.upstream {
+            Some(u) => Some(Upstream::new(u)?),
+            None => None,
+        };
         Ok(Registry(Arc::new(Inner {
             storage,
             auth,
             realm,
             read_only: cfg.read_only,
+            token,
+            upstream,
             uploads: std::sync::Mutex::new(HashMap::new()),
         })))
     }
@@ -138,32 +170,23 @@ impl Registry {
     }
 }
 
-/// Auth first (401 before anything else), then read-only, then the API version header on
-/// every response.
-async fn middleware(State(reg): State<Registry>, req: Request, next: Next) -> Response {
-    let authorized = match &reg.0.auth {
-        Some(a) => a.check_header(
-            req.headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-        ),
-        None => true,
-    };
-    let mut resp = if !authorized {
-        RegistryError::new(Code::Unauthorized)
-            .header(
-                "www-authenticate",
-                format!("Basic realm=\"{}\"", reg.0.realm.replace('"', "")),
-            )
-            .into_response()
-    } else if reg.0.read_only
+/// Auth first (401 before anything else), then read-only (a pull-through cache is read-only
+/// too), then the API version header on every response.
+async fn middleware(State(reg): State<Registry>, mut req: Request, next: Next) -> Response {
+    let mut resp = if let Err(e) = authorize(&reg, &mut req) {
+        e.into_response()
+    } else if (reg.0.read_only || reg.0.upstream.is_some())
         && matches!(
             *req.method(),
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE
         )
     {
         RegistryError::new(Code::Unsupported)
-            .message("registry is in read-only mode")
+            .message(if reg.0.read_only {
+                "registry is in read-only mode"
+            } else {
+                "registry is a pull-through cache: writes are not supported"
+            })
             .into_response()
     } else {
         next.run(req).await
@@ -173,6 +196,81 @@ async fn middleware(State(reg): State<Registry>, req: Request, next: Next) -> Re
         axum::http::HeaderValue::from_static("registry/2.0"),
     );
     resp
+}
+
+/// What a request needs from a token, distribution's way: pull to read a repository, push
+/// (with pull) to write, delete to delete, `registry:catalog:*` for the catalog; nothing
+/// beyond a valid token for /v2/ itself.
+fn required_access(method: &Method, path: &str) -> Option<Access> {
+    let path = percent_decode(path);
+    let rest = path.strip_prefix("/v2/")?;
+    if rest == "_catalog" {
+        return Access::parse_scope("registry:catalog:*");
+    }
+    let (name, _) = parse_target(rest)?;
+    let actions: &[&str] = match *method {
+        Method::GET | Method::HEAD => &["pull"],
+        Method::DELETE => &["delete"],
+        _ => &["pull", "push"],
+    };
+    Some(Access {
+        kind: "repository".into(),
+        name,
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+    })
+}
+
+/// Checks the request's credentials; a verified token's claims go into its extensions (a
+/// cross-repository mount checks the source repository against them).
+fn authorize(reg: &Registry, req: &mut Request) -> Result<()> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(a) = &reg.0.auth {
+        if !a.check_header(header.as_deref()) {
+            return Err(RegistryError::new(Code::Unauthorized).header(
+                "www-authenticate",
+                format!("Basic realm=\"{}\"", reg.0.realm.replace('"', "")),
+            ));
+        }
+    }
+    let Some(v) = &reg.0.token else {
+        return Ok(());
+    };
+    let need = required_access(req.method(), req.uri().path());
+    let refuse = |error: Option<&str>| {
+        let detail: Vec<serde_json::Value> = need
+            .iter()
+            .flat_map(|n| {
+                n.actions
+                    .iter()
+                    .map(|a| serde_json::json!({"Type": n.kind, "Name": n.name, "Action": a}))
+            })
+            .collect();
+        RegistryError::new(Code::Unauthorized)
+            .detail(detail)
+            .header("www-authenticate", v.challenge(need.as_ref(), error))
+    };
+    let token = header.as_deref().and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    });
+    let Some(token) = token else {
+        return Err(refuse(None));
+    };
+    let claims = v.verify(token.trim()).map_err(|e| {
+        tracing::debug!("refused token: {e}");
+        refuse(Some("invalid_token")).message(format!("invalid token: {e}"))
+    })?;
+    if let Some(n) = &need {
+        if !claims.allows(n) {
+            return Err(refuse(Some("insufficient_scope")));
+        }
+    }
+    req.extensions_mut().insert(claims);
+    Ok(())
 }
 
 async fn base() -> Response {
@@ -278,7 +376,9 @@ async fn route(reg: Registry, req: Request) -> Result<Response> {
     }
     let head = method == Method::HEAD;
     match (target, method) {
-        (Target::Tags, Method::GET | Method::HEAD) => tags_list(&reg, &name, &query).await,
+        (Target::Tags, Method::GET | Method::HEAD) => {
+            tags_list(&reg, &name, &query, req.uri().query().unwrap_or("")).await
+        }
         (Target::Manifest(r), Method::GET | Method::HEAD) => {
             get_manifest(&reg, &name, &r, head).await
         }
@@ -377,8 +477,24 @@ async fn tags_list(
     reg: &Registry,
     name: &str,
     query: &HashMap<String, String>,
+    raw_query: &str,
 ) -> Result<Response> {
     let (n, last) = pagination(query)?;
+    // A pull-through cache lists the upstream's tags, its own when the upstream fails.
+    if let Some(up) = &reg.0.upstream {
+        match up.tags(name, raw_query).await {
+            Ok(Some((body, link))) => {
+                let mut r =
+                    (StatusCode::OK, [("content-type", "application/json")], body).into_response();
+                if let Some(l) = link.and_then(|l| l.parse().ok()) {
+                    r.headers_mut().insert("link", l);
+                }
+                return Ok(r);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}; listing cached tags of {name}"),
+        }
+    }
     let nm = name.to_string();
     let Some(all) = reg.blocking(move |s| s.tags(&nm)).await? else {
         return Err(RegistryError::new(Code::NameUnknown).detail(serde_json::json!({"name": name})));
@@ -411,6 +527,10 @@ fn manifest_unknown(r: &str) -> RegistryError {
 
 async fn get_manifest(reg: &Registry, name: &str, r: &str, head: bool) -> Result<Response> {
     let reference = parse_reference(r)?;
+    let proxied = match &reg.0.upstream {
+        Some(up) => proxy_manifest(reg, up, name, &reference).await,
+        None => Ok(()),
+    };
     let nm = name.to_string();
     let found = reg
         .blocking(move |s| {
@@ -425,8 +545,12 @@ async fn get_manifest(reg: &Registry, name: &str, r: &str, head: bool) -> Result
         })
         .await?;
     let Some((digest, media_type, bytes)) = found else {
+        proxied?;
         return Err(manifest_unknown(r));
     };
+    if let Err(e) = proxied {
+        tracing::warn!("{name}:{r}: serving the cached manifest: {e}");
+    }
     let len = bytes.len();
     let body = if head {
         Body::empty()
@@ -441,6 +565,129 @@ async fn get_manifest(reg: &Registry, name: &str, r: &str, head: bool) -> Result
         .header("etag", format!("\"{digest}\""))
         .body(body)
         .map_err(RegistryError::internal)
+}
+
+fn upstream_error(e: UpstreamError) -> RegistryError {
+    tracing::warn!("{e}");
+    RegistryError::new(Code::Unknown)
+        .message(e.to_string())
+        .status(StatusCode::BAD_GATEWAY)
+}
+
+/// Pull-through: brings the manifest `reference` names upstream into the cache. A tag is
+/// resolved upstream on every request (a HEAD, so a moved tag is seen at once; when the
+/// upstream fails the cached tag is served); a digest is fetched only when not cached.
+async fn proxy_manifest(
+    reg: &Registry,
+    up: &Upstream,
+    name: &str,
+    reference: &Reference,
+) -> Result<()> {
+    let (digest, tag) = match reference {
+        Reference::Digest(d) => (d.clone(), None),
+        Reference::Tag(t) => match up.resolve(name, t).await.map_err(upstream_error)? {
+            Some(d) => (d, Some(t.clone())),
+            None => return Ok(()),
+        },
+    };
+    let (nm, dg) = (name.to_string(), digest.clone());
+    if reg.blocking(move |s| s.revision(&nm, &dg)).await?.is_some() {
+        if let Some(t) = tag {
+            let (nm, dg) = (name.to_string(), digest.clone());
+            reg.blocking(move |s| s.set_tag(&nm, &t, &dg)).await?;
+        }
+        return Ok(());
+    }
+    let Some((ct, bytes, digest)) = up
+        .manifest(name, &digest.to_string(), Some(&digest))
+        .await
+        .map_err(upstream_error)?
+    else {
+        return Ok(());
+    };
+    let doc: ManifestDoc = serde_json::from_slice(&bytes).map_err(|e| {
+        upstream_error(UpstreamError::Status {
+            status: reqwest::StatusCode::BAD_GATEWAY,
+            what: format!("an undecodable manifest {name}@{digest}: {e}"),
+        })
+    })?;
+    let media_type = doc.media_type.clone().or(ct).unwrap_or_else(|| {
+        if doc.is_index() {
+            OCI_INDEX.to_string()
+        } else {
+            OCI_MANIFEST.to_string()
+        }
+    });
+    let info = RevisionInfo {
+        media_type,
+        subject: doc.subject.as_ref().map(|s| s.digest.clone()),
+    };
+    let nm = name.to_string();
+    reg.blocking(move |s| s.put_manifest(&nm, &bytes, &digest, &info, tag.as_deref()))
+        .await
+}
+
+/// Pull-through: brings blob `d` of repository `name` into the cache (stored, verified, then
+/// served by the caller). A blob another repository already brought is only confirmed with a
+/// HEAD upstream (the upstream decides who may read what), not downloaded again.
+async fn proxy_blob(reg: &Registry, up: &Upstream, name: &str, d: &Digest) -> Result<()> {
+    let key = format!("proxy {name} {d}");
+    let lock = reg.upload_lock(&key);
+    let _g = lock.lock().await;
+    let res = async {
+        let (nm, dg) = (name.to_string(), d.clone());
+        let (linked, stored) = reg
+            .blocking(move |s| Ok((s.repo_blob_size(&nm, &dg)?, s.blob_size(&dg)?)))
+            .await?;
+        if linked.is_some() {
+            return Ok(()); // a concurrent request fetched it
+        }
+        let Some(resp) = up
+            .blob(name, d, stored.is_some())
+            .await
+            .map_err(upstream_error)?
+        else {
+            return Ok(());
+        };
+        if stored.is_some() {
+            let (nm, dg) = (name.to_string(), d.clone());
+            return reg.blocking(move |s| s.link_blob(&nm, &dg)).await;
+        }
+        let tmp = reg.storage().temp_path();
+        let fetched = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| upstream_error(e.into()))?;
+                f.write_all(&chunk).await?;
+            }
+            f.flush().await?;
+            Ok::<_, RegistryError>(())
+        }
+        .await;
+        if let Err(e) = fetched {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let (nm, dg, me) = (name.to_string(), d.clone(), reg.clone());
+        let res = tokio::task::spawn_blocking(move || me.storage().adopt_blob(&nm, &tmp, &dg))
+            .await
+            .map_err(RegistryError::internal)?;
+        match res {
+            Ok(_) => Ok(()),
+            Err(StorageError::DigestMismatch { computed }) => {
+                Err(upstream_error(UpstreamError::Digest {
+                    what: format!("blob {name}@{d}"),
+                    got: computed.to_string(),
+                    want: d.to_string(),
+                }))
+            }
+            Err(e) => Err(RegistryError::internal(e)),
+        }
+    }
+    .await;
+    reg.forget_upload_lock(&key);
+    res
 }
 
 /// Reads a request body into memory, refusing more than `limit` bytes.
@@ -634,7 +881,13 @@ async fn get_blob(
 ) -> Result<Response> {
     let digest = parse_digest(d)?;
     let (nm, dg) = (name.to_string(), digest.clone());
-    let Some(size) = reg.blocking(move |s| s.repo_blob_size(&nm, &dg)).await? else {
+    let mut size = reg.blocking(move |s| s.repo_blob_size(&nm, &dg)).await?;
+    if let (None, Some(up)) = (size, &reg.0.upstream) {
+        proxy_blob(reg, up, name, &digest).await?;
+        let (nm, dg) = (name.to_string(), digest.clone());
+        size = reg.blocking(move |s| s.repo_blob_size(&nm, &dg)).await?;
+    }
+    let Some(size) = size else {
         return Err(blob_unknown(&digest));
     };
     let range = match headers.get("range").and_then(|v| v.to_str().ok()) {
@@ -727,7 +980,15 @@ async fn start_upload(
     // Cross-repository mount: link when the source repository has the blob, else fall back
     // to a regular upload (the spec's 202).
     if let (Some(m), Some(from)) = (query.get("mount"), query.get("from")) {
-        if let (Some(d), true) = (Digest::parse(m), valid_name(from)) {
+        // With token auth the token must also let the client pull the source repository.
+        let permitted = req.extensions().get::<Claims>().is_none_or(|c| {
+            c.allows(&Access {
+                kind: "repository".into(),
+                name: from.clone(),
+                actions: vec!["pull".into()],
+            })
+        });
+        if let (Some(d), true, true) = (Digest::parse(m), valid_name(from), permitted) {
             let (nm, from, dg) = (name.to_string(), from.clone(), d.clone());
             let mounted = reg
                 .blocking(move |s| {

@@ -315,6 +315,11 @@ impl Storage {
         Ok(())
     }
 
+    /// Points `tag` at a manifest the repository already has.
+    pub fn set_tag(&self, name: &str, tag: &str, d: &Digest) -> io::Result<()> {
+        self.write_atomic(&self.tag_path(name, tag), d.to_string().as_bytes())
+    }
+
     pub fn resolve_tag(&self, name: &str, tag: &str) -> io::Result<Option<Digest>> {
         Ok(not_found_ok(fs::read_to_string(self.tag_path(name, tag)))?
             .and_then(|s| Digest::parse(s.trim())))
@@ -496,6 +501,29 @@ impl Storage {
         self.link_blob(name, expected)?;
         let _ = self.upload_cancel(name, id);
         Ok(size)
+    }
+
+    /// Verifies a complete file (a blob fetched from a pull-through upstream) against
+    /// `expected`, publishes it and links it to the repository; the file is consumed either way.
+    pub fn adopt_blob(
+        &self,
+        name: &str,
+        file: &Path,
+        expected: &Digest,
+    ) -> Result<u64, StorageError> {
+        let res = (|| {
+            let (computed, size) = hash_file(file, expected.algorithm)?;
+            if computed != *expected {
+                return Err(StorageError::DigestMismatch { computed });
+            }
+            self.publish(file, expected)?;
+            self.link_blob(name, expected)?;
+            Ok(size)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(file);
+        }
+        res
     }
 
     // ---- garbage collection ----

@@ -395,7 +395,17 @@ pub async fn push(c: &Client, a: PushArgs) -> CliResult<()> {
         tag
     };
     let path = format!("/images/{}/push?tag={}", repo, q(&tag));
-    let resp = c.raw_stream(Method::POST, &path, None, None).await?;
+    // docker sends X-Registry-Auth on every push ("{}" base64 when not logged in).
+    let auth = crate::config::registry_auth(&repo).unwrap_or_else(|| "e30=".to_string());
+    let resp = c
+        .raw_stream_with(
+            Method::POST,
+            &path,
+            None,
+            None,
+            &[("X-Registry-Auth", auth)],
+        )
+        .await?;
     let mut failure = None;
     each_json_line(resp, |v| {
         if let Some(msg) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {

@@ -7,6 +7,7 @@ mod cp;
 mod fake_daemon;
 mod image;
 mod inspect;
+mod login;
 mod netvol;
 mod ps;
 mod run;
@@ -43,6 +44,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> CliResult<()> {
         C::Pull(a) => image::pull(c, a).await,
         C::Push(a) => build::push(c, a).await,
         C::Registry(a) => registry(a),
+        C::Login(a) => login::login(c, a).await,
+        C::Logout(a) => login::logout(c, a).await,
         C::Save(a) => image::save(c, a).await,
         C::Build(a) => build::build(c, a).await,
         C::Builder(BuilderCommand::Build(a)) => build::build(c, *a).await,

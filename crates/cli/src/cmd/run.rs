@@ -76,7 +76,14 @@ pub async fn pull_to(c: &Client, image: &str, quiet: bool, to_stdout: bool) -> C
         tag: (!tag.is_empty()).then_some(tag),
         ..Default::default()
     };
-    let mut s = c.docker.create_image(Some(opts), None, None);
+    let key = crate::config::server_key(&crate::config::image_domain(image));
+    let creds = crate::config::get(&key).map(|(u, p)| bollard::auth::DockerCredentials {
+        username: Some(u),
+        password: Some(p),
+        serveraddress: Some(key.clone()),
+        ..Default::default()
+    });
+    let mut s = c.docker.create_image(Some(opts), None, creds);
     while let Some(item) = s.next().await {
         let info = item.map_err(|e| c.err(e))?;
         let has_bar = info

@@ -350,3 +350,45 @@ pub async fn df(State(st): State<AppState>, p: crate::http::Params) -> ApiResult
     .await?;
     Ok(json(StatusCode::OK, &out))
 }
+
+/// POST /auth body (docker's registry.AuthConfig).
+#[derive(serde::Deserialize, Default)]
+pub struct AuthBody {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    serveraddress: String,
+    #[serde(default)]
+    identitytoken: String,
+}
+
+/// POST /auth: `docker login` asks the daemon to check credentials with the registry.
+pub async fn auth(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let b: AuthBody = serde_json::from_slice(&body).map_err(|e| {
+        crate::error::ApiError(berth_api::Error::invalid(format!(
+            "invalid auth configuration: {e}"
+        )))
+    })?;
+    let creds = berth_distribution::Credentials {
+        username: b.username,
+        password: b.password,
+        identity_token: b.identitytoken,
+        ..Default::default()
+    };
+    let opts = berth_distribution::RegistryOptions {
+        insecure_registries: st.cfg.insecure_registries.clone(),
+        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
+    };
+    let server = if b.serveraddress.is_empty() {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        b.serveraddress
+    };
+    berth_distribution::login(&opts, &server, creds).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
+}
