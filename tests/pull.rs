@@ -383,3 +383,54 @@ fn login_logout_and_authenticated_push_pull() {
     let o = d.berth(&["pull", &name]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn pull_all_tags_and_platform() {
+    let reg = Registry::start(None);
+    let d = Daemon::start();
+    d.busybox();
+    for t in ["v1", "v2"] {
+        let n = format!("{}/multi/bb:{t}", reg.addr);
+        d.ok(&["tag", "busybox", &n]);
+        d.ok(&["push", &n]);
+    }
+    let d2 = Daemon::start();
+    let out = d2.ok(&["pull", "-a", &format!("{}/multi/bb", reg.addr)]);
+    assert!(out.ends_with(&format!("{}/multi/bb", reg.addr)), "{out}");
+    let tags = d2.ok(&[
+        "images",
+        "--format",
+        "{{.Tag}}",
+        &format!("{}/multi/bb", reg.addr),
+    ]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, vec!["v1", "v2"]);
+    let o = d2.berth(&["pull", "-a", &format!("{}/multi/bb:v1", reg.addr)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("tag can't be used with --all-tags/-a"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --platform: the image is linux/amd64 (this host's); asking for another fails clearly.
+    let arch = d.field("busybox", "{{.Architecture}}");
+    let n = format!("{}/multi/bb:v1", reg.addr);
+    d2.ok(&["pull", "--platform", &format!("linux/{arch}"), &n]);
+    let other = if arch == "arm64" { "amd64" } else { "arm64" };
+    let o = d2.berth(&["pull", "--platform", &format!("linux/{other}"), &n]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("does not match the specified platform"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d2.berth(&["pull", "--platform", "windows/amd64", &n]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("operating system is not supported"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -147,6 +147,8 @@ pub struct Puller {
     opts: RegistryOptions,
     /// Where downloads are spooled (under the daemon root, so renames stay on one fs).
     tmp_dir: PathBuf,
+    /// `--platform`: (os, architecture, variant); None = this host's.
+    platform: Option<(String, String, Option<String>)>,
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -205,7 +207,71 @@ impl Puller {
             store,
             opts,
             tmp_dir,
+            platform: None,
         }
+    }
+
+    /// `--platform os/arch[/variant]` (docker's format; the os must be linux here).
+    pub fn with_platform(mut self, p: &str) -> Result<Puller> {
+        let p = p.trim();
+        if p.is_empty() {
+            return Ok(self);
+        }
+        let parts: Vec<&str> = p.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, v] => (*os, *arch, Some(v.to_string())),
+            [arch] => ("linux", *arch, None),
+            _ => return Err(Error::invalid(format!("invalid platform: {p}"))),
+        };
+        if os != "linux" {
+            return Err(Error::invalid(format!(
+                "operating system is not supported: {os}"
+            )));
+        }
+        self.platform = Some((os.into(), arch.to_lowercase(), variant));
+        Ok(self)
+    }
+
+    /// Every tag of a repository (`pull --all-tags`), following pagination links.
+    pub async fn tags(
+        &self,
+        reference: &Reference,
+        creds: Option<Credentials>,
+    ) -> Result<Vec<String>> {
+        let repo = Repository::new(reference, &self.opts, creds)?;
+        let mut url = format!("{}/v2/{}/tags/list", repo.base(), repo.path());
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let resp = match repo.get(&url, None).await? {
+                Fetched::Ok(r) => r,
+                Fetched::Failed(f) => return Err(manifest_error(reference, &f)),
+            };
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.split_once('<').and_then(|(_, r)| r.split_once('>')))
+                .map(|(u, _)| u.to_string());
+            let body = resp.bytes().await.map_err(transport_error)?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| Error::unavailable(format!("invalid tags list: {e}")))?;
+            out.extend(
+                v["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(String::from)),
+            );
+            match next {
+                Some(n) if n.starts_with("http") => url = n,
+                Some(n) => url = format!("{}{n}", repo.base()),
+                None => break,
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     async fn get_manifest(
@@ -255,11 +321,17 @@ impl Puller {
                 (config, layers, (bytes.clone(), t))
             }
             ManifestKind::Index(list) => {
-                let arch = host_arch();
-                let variant = (arch == "arm64").then_some("v8");
+                let (arch, variant) = match &self.platform {
+                    Some((_, a, v)) => (a.as_str(), v.as_deref()),
+                    None => {
+                        let a = host_arch();
+                        (a, (a == "arm64").then_some("v8"))
+                    }
+                };
                 let d = select_platform(&list, arch, variant).ok_or_else(|| {
                     Error::not_found(format!(
-                        "no matching manifest for linux/{arch} in the manifest list entries"
+                        "no matching manifest for linux/{arch}{} in the manifest list entries",
+                        variant.map(|v| format!("/{v}")).unwrap_or_default()
                     ))
                 })?;
                 let (inner, ct) = self.get_manifest(&repo, reference, &d.digest).await?;
@@ -292,6 +364,18 @@ impl Puller {
         }
         let cfg: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
+        if let Some((os, arch, _)) = &self.platform {
+            let (c_os, c_arch) = (
+                cfg["os"].as_str().unwrap_or("linux"),
+                cfg["architecture"].as_str().unwrap_or(""),
+            );
+            if c_os != os || (!c_arch.is_empty() && c_arch != arch) {
+                return Err(Error::not_found(format!(
+                    "image with reference {} was found but its platform ({c_os}/{c_arch}) does not match the specified platform ({os}/{arch})",
+                    reference.familiar_string()
+                )));
+            }
+        }
         let diff_ids: Vec<String> = cfg
             .get("rootfs")
             .and_then(|r| r.get("diff_ids"))
@@ -392,9 +476,14 @@ impl Puller {
                 let res = store
                     .add_layer(&mut std::io::BufReader::new(f), Some(&diff))
                     .and_then(|d| {
-                        // The compressed bytes too, for a push that keeps the digests.
-                        let mut f = std::fs::File::open(&path)?;
-                        store.add_compressed_layer(&diff, &mut f, &digest, &media_type)?;
+                        // The compressed bytes too (verified as they came), for a push
+                        // that keeps the digests.
+                        store.add_compressed_layer(
+                            &diff,
+                            berth_image::CompressedSource::Verified(&path),
+                            &digest,
+                            &media_type,
+                        )?;
                         Ok(d)
                     });
                 let _ = std::fs::remove_file(&path);

@@ -21,7 +21,9 @@ pub use changes::apply_changes;
 pub use compress::{decompress, detect as compress_detect, Compression};
 pub use containerfs::{ContainerFs, ExtractOptions, FsMount, PathStat};
 pub use reference::{parse_normalized_named, parse_reference, path_match, validate_tag, Reference};
-pub use store::{chain_ids, CommitOptions, Image, ImageStore, LayerBlob, StoredManifest};
+pub use store::{
+    chain_ids, CommitOptions, CompressedSource, Image, ImageStore, LayerBlob, StoredManifest,
+};
 pub use unpack::unpack_layer;
 
 #[cfg(test)]

@@ -1507,14 +1507,20 @@ impl ImageStore {
     pub fn add_compressed_layer(
         &self,
         diff_id: &str,
-        r: &mut dyn Read,
+        src: CompressedSource<'_>,
         digest: &str,
         media_type: &str,
     ) -> Result<()> {
-        if !self.blobs.has(digest) {
-            let mut w = self.blobs.writer().map_err(Error::from)?;
-            std::io::copy(r, &mut w)?;
-            w.commit(Some(digest)).map_err(Error::from)?;
+        match src {
+            CompressedSource::Verified(path) => {
+                self.blobs.adopt(path, digest).map_err(Error::from)?
+            }
+            CompressedSource::Reader(r) if !self.blobs.has(digest) => {
+                let mut w = self.blobs.writer().map_err(Error::from)?;
+                std::io::copy(r, &mut w)?;
+                w.commit(Some(digest)).map_err(Error::from)?;
+            }
+            CompressedSource::Reader(_) => {}
         }
         let size = self.blobs.size(digest).map_err(Error::from)?;
         let lb = LayerBlob {
@@ -1931,4 +1937,13 @@ pub struct LayerBlob {
 pub struct StoredManifest {
     pub digest: String,
     pub media_type: String,
+}
+
+/// Where a pulled layer's compressed bytes come from.
+pub enum CompressedSource<'a> {
+    /// A file on the store's filesystem whose digest was verified while it downloaded:
+    /// renamed into the blob store.
+    Verified(&'a Path),
+    /// Bytes to copy in and verify.
+    Reader(&'a mut dyn Read),
 }

@@ -279,9 +279,21 @@ async fn print_messages(resp: hyper::Response<hyper::body::Incoming>) -> CliResu
 
 /// `docker pull`: progress lines on stdout, then the full reference.
 pub async fn pull(c: &Client, a: crate::args::PullArgs) -> CliResult<()> {
-    crate::cmd::run::pull_to(c, &a.image, a.quiet, true).await?;
+    crate::cmd::run::pull_with(
+        c,
+        &a.image,
+        a.quiet,
+        true,
+        a.all_tags,
+        a.platform.as_deref(),
+    )
+    .await?;
     // docker prints the canonical name last ("docker.io/library/busybox:latest").
-    println!("{}", canonical_name(&a.image));
+    if a.all_tags {
+        println!("{}", canonical_name(&a.image).trim_end_matches(":latest"));
+    } else {
+        println!("{}", canonical_name(&a.image));
+    }
     Ok(())
 }
 

@@ -67,13 +67,33 @@ async fn pull(c: &Client, image: &str, quiet: bool) -> CliResult<()> {
 /// Like docker's CLI: a digest travels in `tag`; progress-bar messages are left out when
 /// the output is plain lines.
 pub async fn pull_to(c: &Client, image: &str, quiet: bool, to_stdout: bool) -> CliResult<()> {
+    pull_with(c, image, quiet, to_stdout, false, None).await
+}
+
+/// `pull_to` with `--all-tags` (no tag sent: the daemon pulls every tag) and `--platform`.
+pub async fn pull_with(
+    c: &Client,
+    image: &str,
+    quiet: bool,
+    to_stdout: bool,
+    all_tags: bool,
+    platform: Option<&str>,
+) -> CliResult<()> {
     let (repo, tag) = match image.split_once('@') {
         Some((repo, digest)) => (repo.to_string(), digest.to_string()),
+        None if all_tags => {
+            let (repo, tag) = split_ref(image);
+            if !tag.is_empty() {
+                return Err(CliError::new(1, "tag can't be used with --all-tags/-a"));
+            }
+            (repo, String::new())
+        }
         None => split_ref(&with_default_tag(image)),
     };
     let opts = bollard::query_parameters::CreateImageOptions {
         from_image: Some(repo),
         tag: (!tag.is_empty()).then_some(tag),
+        platform: platform.unwrap_or_default().to_string(),
         ..Default::default()
     };
     let key = crate::config::server_key(&crate::config::image_domain(image));

@@ -88,7 +88,8 @@ pub async fn create(State(st): State<AppState>, p: Params, req: Request) -> ApiR
             .get("X-Registry-Auth")
             .and_then(|v| v.to_str().ok())
             .and_then(berth_distribution::Credentials::from_header);
-        return pull(st, img.to_string(), tag, creds).await;
+        let platform = p.get("platform").unwrap_or("").to_string();
+        return pull(st, img.to_string(), tag, creds, platform).await;
     }
     Err(ApiError(Error::invalid(
         "either fromSrc or fromImage must be set",
@@ -103,8 +104,12 @@ async fn pull(
     from_image: String,
     tag: String,
     creds: Option<berth_distribution::Credentials>,
+    platform: String,
 ) -> ApiResult<Response> {
     use futures::StreamExt;
+    // docker's API: no tag at all (none in fromImage either) pulls every tag.
+    let named = berth_image::parse_normalized_named(&from_image)?;
+    let all_tags = tag.is_empty() && named.tag.is_none() && named.digest.is_none();
     let reference = berth_distribution::pull_reference(&from_image, &tag)?;
     let opts = berth_distribution::RegistryOptions {
         insecure_registries: st.cfg.insecure_registries.clone(),
@@ -114,12 +119,42 @@ async fn pull(
         st.images.clone(),
         opts,
         berth_distribution::spool_dir(&st.root),
-    );
-    let resolved = puller.resolve(&reference, creds).await?;
+    )
+    .with_platform(&platform)?;
+    let tags = if all_tags {
+        puller.tags(&named, creds.clone()).await?
+    } else {
+        Vec::new()
+    };
+    let first = match tags.first() {
+        Some(t) => named.with_tag(t),
+        None if all_tags => {
+            return Err(ApiError(Error::not_found(format!(
+                "no tags found for {}",
+                named.familiar_name()
+            ))))
+        }
+        None => reference.clone(),
+    };
+    let resolved = puller.resolve(&first, creds.clone()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<berth_distribution::Progress>(64);
-    let name = reference.familiar_string();
+    let name = if all_tags {
+        named.familiar_name()
+    } else {
+        reference.familiar_string()
+    };
     let done = tokio::spawn(async move {
-        let res = puller.fetch(resolved, tx).await;
+        let mut res = puller.fetch(resolved, tx.clone()).await;
+        for t in tags.iter().skip(1) {
+            if res.is_err() {
+                break;
+            }
+            res = match puller.resolve(&named.with_tag(t), creds.clone()).await {
+                Ok(r) => puller.fetch(r, tx.clone()).await,
+                Err(e) => Err(e),
+            };
+        }
+        drop(tx);
         if res.is_ok() {
             st.events.publish(
                 "image",
