@@ -434,3 +434,191 @@ fn pull_all_tags_and_platform() {
         stderr(&o)
     );
 }
+
+/// A TCP proxy in front of a registry that, while armed, cuts a blob download after
+/// `cut` bytes of the response (a registry dying mid-pull), and records the requests.
+struct CutProxy {
+    addr: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl CutProxy {
+    fn start(upstream: &str, cut: usize) -> CutProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (a2, r2, up) = (armed.clone(), requests.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut client) = c else { break };
+                let Ok(mut server) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                let (armed, requests) = (a2.clone(), r2.clone());
+                // The last request on this connection was a blob GET: cut its answer.
+                let blob_get = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut c2, mut s2, bg) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    blob_get.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c2.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                        if text.starts_with("GET ") {
+                            bg.store(text.contains("/blobs/sha256:"), Ordering::SeqCst);
+                        }
+                        requests.lock().unwrap().push_str(&text);
+                        if s2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s2.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    let mut sent = 0usize;
+                    while let Ok(n) = server.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let cutting =
+                            armed.load(Ordering::SeqCst) && blob_get.load(Ordering::SeqCst);
+                        if cutting && sent + n > cut {
+                            let _ = client.write_all(&buf[..cut.saturating_sub(sent)]);
+                            armed.store(false, Ordering::SeqCst);
+                            break;
+                        }
+                        sent += n;
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CutProxy {
+            addr,
+            armed,
+            requests,
+        }
+    }
+}
+
+#[test]
+fn faults_cut_download_resumes_corrupt_blob_big_manifest() {
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = busybox_archive(tmp.path());
+    reg.push(&archive, "fault/bb:v1", None);
+
+    // The connection dies mid-layer (and keeps dying for the retries of this pull, since
+    // the proxy re-arms): a clear error, no image, nothing half-stored; the next pull
+    // resumes with a Range request.
+    let proxy = CutProxy::start(&reg.addr, 200_000);
+    let d = Daemon::start();
+    let name = format!("{}/fault/bb:v1", proxy.addr);
+    let o = {
+        // Re-arm while the pull retries, so every attempt of this pull is cut.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (armed, s2) = (proxy.armed.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+                armed.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        let o = d.berth(&["pull", &name]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        t.join().unwrap();
+        o
+    };
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("failed to fetch blob"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.berth(&["image", "inspect", &name]).status.success());
+    proxy
+        .armed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    proxy.requests.lock().unwrap().clear();
+    d.ok(&["pull", &name]);
+    let reqs = proxy.requests.lock().unwrap().clone();
+    assert!(
+        reqs.to_lowercase().contains("range: bytes="),
+        "no resume:\n{reqs}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", &name, "echo", "resumed"]), "resumed");
+
+    // A blob whose bytes do not match its digest: refused, nothing stored.
+    let reg2 = Registry::start(None);
+    reg2.push(&archive, "fault/bad:v1", None);
+    let blobs = reg2.dir.join("data/docker/registry/v2/blobs/sha256");
+    let mut biggest: Option<(u64, std::path::PathBuf)> = None;
+    for a in std::fs::read_dir(&blobs).unwrap().flatten() {
+        for b in std::fs::read_dir(a.path()).unwrap().flatten() {
+            let data = b.path().join("data");
+            let len = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+            if biggest.as_ref().is_none_or(|(l, _)| len > *l) {
+                biggest = Some((len, data));
+            }
+        }
+    }
+    let (_, layer) = biggest.unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+    let d2 = Daemon::start();
+    let bad = format!("{}/fault/bad:v1", reg2.addr);
+    let o = d2.berth(&["pull", &bad]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("verification failed"), "{}", stderr(&o));
+    assert!(!d2.berth(&["image", "inspect", &bad]).status.success());
+    assert_eq!(d2.ok(&["images", "-q"]), "");
+
+    // A manifest over 4 MiB (served by a fake registry) is refused before it is read.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for c in l.incoming().take(4) {
+            let Ok(mut c) = c else { break };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            if req.starts_with("GET /v2/ ") {
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                );
+                continue;
+            }
+            let body = vec![b' '; (4 << 20) + 10];
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.v2+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(&body);
+        }
+    });
+    let o = d2.berth(&["pull", &format!("{fake}/huge/manifest:v1")]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("larger than the 4 MiB limit"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -201,6 +201,9 @@ impl Drop for Downloads {
 
 static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The largest manifest accepted (distribution's own limit).
+const MAX_MANIFEST: u64 = 4 << 20;
+
 impl Puller {
     pub fn new(store: Arc<ImageStore>, opts: RegistryOptions, tmp_dir: PathBuf) -> Puller {
         Puller {
@@ -287,7 +290,19 @@ impl Puller {
                     .get(reqwest::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(String::from);
+                if resp.content_length().is_some_and(|n| n > MAX_MANIFEST) {
+                    return Err(Error::invalid(format!(
+                        "manifest for {} is larger than the 4 MiB limit",
+                        r.familiar_string()
+                    )));
+                }
                 let bytes = resp.bytes().await.map_err(transport_error)?;
+                if bytes.len() as u64 > MAX_MANIFEST {
+                    return Err(Error::invalid(format!(
+                        "manifest for {} is larger than the 4 MiB limit",
+                        r.familiar_string()
+                    )));
+                }
                 Ok((bytes.to_vec(), ct))
             }
             Fetched::Failed(f) => Err(manifest_error(r, &f)),
@@ -560,6 +575,7 @@ async fn download(
     tx: mpsc::Sender<Progress>,
     limit: Arc<Semaphore>,
 ) -> Result<()> {
+    use tokio::io::AsyncReadExt;
     let _permit = limit
         .acquire_owned()
         .await
@@ -570,47 +586,148 @@ async fn download(
             desc.digest
         )));
     };
-    let resp = match repo.get(&repo.blob_url(&desc.digest), None).await? {
-        Fetched::Ok(resp) => resp,
-        Fetched::Failed(f) => {
-            return Err(Error::unavailable(format!(
-                "failed to fetch blob {}: {}",
-                desc.digest, f.text
-            )))
-        }
-    };
-    let total = if desc.size > 0 {
-        desc.size as u64
-    } else {
-        resp.content_length().unwrap_or(0)
-    };
-    let mut file = tokio::fs::File::create(&dest).await?;
+    // Bytes already fetched by an earlier, interrupted pull are kept next to the spool
+    // (`partial/<hex>`) and resumed with a Range request.
+    let partial_dir = dest
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("partial"))
+        .unwrap_or_else(|| PathBuf::from("partial"));
+    tokio::fs::create_dir_all(&partial_dir).await?;
+    let partial = partial_dir.join(want);
+    let total = desc.size.max(0) as u64;
     let mut hasher = Sha256::new();
-    let mut current = 0u64;
-    let mut reported = 0u64;
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(transport_error)?;
-        hasher.update(&chunk);
-        file.write_all(&chunk).await?;
-        current += chunk.len() as u64;
-        // Throttled: one message per 512 KiB keeps the stream small for big layers.
-        if current - reported >= 512 * 1024 || current == total {
-            reported = current;
-            send(&tx, Progress::bar(&id, "Downloading", current, total)).await;
+    let mut have = 0u64;
+    if let Ok(mut f) = tokio::fs::File::open(&partial).await {
+        // Hash what is there; a partial file longer than the blob is discarded.
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            have += n as u64;
+        }
+        if total > 0 && have > total {
+            hasher = Sha256::new();
+            have = 0;
         }
     }
-    file.flush().await?;
-    drop(file);
+    let url = repo.blob_url(&desc.digest);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let range = format!("bytes={have}-");
+        let headers: Vec<(&str, &str)> = if have > 0 {
+            vec![("Range", range.as_str())]
+        } else {
+            Vec::new()
+        };
+        let resp = match repo.send(reqwest::Method::GET, &url, &headers, None).await {
+            Ok(Fetched::Ok(resp)) => resp,
+            Ok(Fetched::Failed(f)) if f.status == 416 && have > 0 => {
+                // The partial file is the whole blob (or stale): start over.
+                hasher = Sha256::new();
+                have = 0;
+                let _ = tokio::fs::remove_file(&partial).await;
+                if attempts < 3 {
+                    continue;
+                }
+                return Err(Error::unavailable(format!(
+                    "failed to fetch blob {}: {}",
+                    desc.digest, f.text
+                )));
+            }
+            Ok(Fetched::Failed(f)) => {
+                return Err(Error::unavailable(format!(
+                    "failed to fetch blob {}: {}",
+                    desc.digest, f.text
+                )))
+            }
+            Err(e) if attempts < 3 => {
+                tracing::debug!("blob {}: {}; retrying", desc.digest, e.message);
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempts)).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::unavailable(format!(
+                    "failed to fetch blob {}: {}",
+                    desc.digest, e.message
+                )))
+            }
+        };
+        let resumed = resp.status().as_u16() == 206;
+        if !resumed && have > 0 {
+            // The registry ignored the Range: take the whole blob again.
+            hasher = Sha256::new();
+            have = 0;
+        }
+        let mut file = if resumed {
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(&partial)
+                .await?
+        } else {
+            tokio::fs::File::create(&partial).await?
+        };
+        let total = if total > 0 {
+            total
+        } else {
+            have + resp.content_length().unwrap_or(0)
+        };
+        let mut current = have;
+        let mut reported = 0u64;
+        let mut body = resp.bytes_stream();
+        let mut cut: Option<Error> = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    cut = Some(transport_error(e));
+                    break;
+                }
+            };
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+            current += chunk.len() as u64;
+            // Throttled: one message per 512 KiB keeps the stream small for big layers.
+            if current - reported >= 512 * 1024 || current == total {
+                reported = current;
+                send(&tx, Progress::bar(&id, "Downloading", current, total)).await;
+            }
+        }
+        file.flush().await?;
+        drop(file);
+        have = current;
+        match cut {
+            None => break,
+            Some(e) if attempts < 3 => {
+                tracing::debug!(
+                    "blob {} cut at {have}: {}; resuming",
+                    desc.digest,
+                    e.message
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempts)).await;
+            }
+            Some(e) => {
+                return Err(Error::unavailable(format!(
+                    "failed to fetch blob {} (a later pull resumes at byte {have}): {}",
+                    desc.digest, e.message
+                )))
+            }
+        }
+    }
     send(&tx, Progress::msg(Some(&id), "Verifying Checksum")).await;
     let got = hex::encode(hasher.finalize());
     if got != want {
-        let _ = tokio::fs::remove_file(&dest).await;
+        let _ = tokio::fs::remove_file(&partial).await;
         return Err(Error::invalid(format!(
             "filesystem layer verification failed for digest {}",
             desc.digest
         )));
     }
+    tokio::fs::rename(&partial, &dest).await?;
     send(&tx, Progress::msg(Some(&id), "Download complete")).await;
     Ok(())
 }
