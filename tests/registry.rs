@@ -1406,3 +1406,41 @@ fn pull_through_cache() {
     );
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+/// daemon.json `registry-mirrors` apply to any registry: a pull of `<origin>/x/y` is
+/// served by the mirror (here a berth pull-through cache) even with the origin gone.
+#[test]
+fn registry_mirrors_apply_to_any_registry() {
+    let mut origin = Reg::start(&[]);
+    let archive = busybox_archive(&origin.dir);
+    let digest = origin.push(&archive, "team/app:v1", None);
+    let mirror = Reg::start(&["--upstream", &format!("http://{}", origin.addr)]);
+    // Warm the mirror, then take the origin away.
+    let o = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/team/app:v1", mirror.addr),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d0 = Daemon::start_with_config(&format!(
+        r#"{{"registry-mirrors": ["http://{}"]}}"#,
+        mirror.addr
+    ));
+    d0.ok(&["pull", &format!("{}/team/app:v1", mirror.addr)]);
+    origin.stop();
+    let d = Daemon::start_with_config(&format!(
+        r#"{{"registry-mirrors": ["http://{}"], "max-concurrent-uploads": 2}}"#,
+        mirror.addr
+    ));
+    let name = format!("{}/team/app:v1", origin.addr);
+    let out = d.ok(&["pull", &name]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_eq!(
+        d.ok(&["run", "--rm", &name, "echo", "via-mirror"]),
+        "via-mirror"
+    );
+    // Without a mirror the origin's absence shows.
+    let d2 = Daemon::start();
+    assert!(!d2.berth(&["pull", &name]).status.success());
+}

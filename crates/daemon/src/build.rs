@@ -186,10 +186,7 @@ impl Backend for DaemonBackend {
             });
         }
         let reference = berth_distribution::pull_reference(name, "")?;
-        let opts = berth_distribution::RegistryOptions {
-            insecure_registries: self.st.cfg.insecure_registries.clone(),
-            max_concurrent_downloads: self.st.cfg.max_concurrent_downloads.unwrap_or(3),
-        };
+        let opts = self.st.registry_options();
         let puller = berth_distribution::Puller::new(
             self.st.images.clone(),
             opts,

@@ -34,6 +34,12 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Layers a pull downloads at once (docker's `max-concurrent-downloads`, default 3).
     pub max_concurrent_downloads: Option<usize>,
+    /// Blobs a push uploads at once (docker's `max-concurrent-uploads`, default 5).
+    pub max_concurrent_uploads: Option<usize>,
+    /// Pull mirrors tried before any registry (docker's `registry-mirrors`; berth applies
+    /// them to every registry, not only Docker Hub).
+    #[serde(default)]
+    pub registry_mirrors: Vec<String>,
     /// Run an init (berth-init) in every container that does not say otherwise
     /// (docker's `init`; HostConfig.Init overrides it).
     #[serde(default)]

@@ -140,6 +140,16 @@ impl State {
 
     /// Finds a container by full id, name (with or without the leading "/") or unique id
     /// prefix, with docker's messages.
+    /// Registry settings from the daemon config, for pull, push and login.
+    pub fn registry_options(&self) -> berth_distribution::RegistryOptions {
+        berth_distribution::RegistryOptions {
+            insecure_registries: self.cfg.insecure_registries.clone(),
+            max_concurrent_downloads: self.cfg.max_concurrent_downloads.unwrap_or(3),
+            max_concurrent_uploads: self.cfg.max_concurrent_uploads.unwrap_or(5),
+            mirrors: self.cfg.registry_mirrors.clone(),
+        }
+    }
+
     pub fn lookup(&self, key: &str) -> Result<Arc<Ctr>, Error> {
         let t = self.table_read();
         if let Some(c) = t.by_id.get(key) {

@@ -16,6 +16,11 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Layers downloaded at once per pull (docker's `max-concurrent-downloads`).
     pub max_concurrent_downloads: usize,
+    /// Blobs uploaded at once per push (docker's `max-concurrent-uploads`).
+    pub max_concurrent_uploads: usize,
+    /// Mirrors tried, in order, before the registry itself, for every registry (docker's
+    /// `registry-mirrors`, which docker only applies to Docker Hub): "http://host:port".
+    pub mirrors: Vec<String>,
 }
 
 impl Default for RegistryOptions {
@@ -23,6 +28,8 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure_registries: Vec::new(),
             max_concurrent_downloads: 3,
+            max_concurrent_uploads: 5,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -198,6 +205,20 @@ impl Repository {
             authorization: Mutex::new(authorization),
             actions: "pull",
         })
+    }
+
+    /// The same repository path on a mirror (`http(s)://host[:port]`), anonymous unless
+    /// the mirror is the registry itself.
+    pub fn on_mirror(reference: &Reference, mirror: &str) -> Result<Repository> {
+        let base = mirror.trim_end_matches('/').to_string();
+        let base = if base.starts_with("http://") || base.starts_with("https://") {
+            base
+        } else {
+            format!("https://{base}")
+        };
+        let mut r = Repository::new(reference, &RegistryOptions::default(), None)?;
+        r.base = base;
+        Ok(r)
     }
 
     /// A repository to push to (tokens are asked for "pull,push").
@@ -443,7 +464,7 @@ mod tests {
     fn insecure_registries() {
         let o = RegistryOptions {
             insecure_registries: vec!["reg.local:5000".into(), "10.1.0.0/16".into()],
-            max_concurrent_downloads: 3,
+            ..Default::default()
         };
         assert!(o.is_insecure("127.0.0.1:5000"));
         assert!(o.is_insecure("reg.local:5000"));

@@ -315,7 +315,21 @@ impl Puller {
         reference: &Reference,
         creds: Option<Credentials>,
     ) -> Result<Resolved> {
+        // Mirrors first (any registry's), in order; the registry itself last.
+        for m in &self.opts.mirrors {
+            let Ok(repo) = Repository::on_mirror(reference, m) else {
+                continue;
+            };
+            match self.resolve_on(Arc::new(repo), reference).await {
+                Ok(r) => return Ok(r),
+                Err(e) => tracing::debug!("mirror {m}: {}", e.message),
+            }
+        }
         let repo = Arc::new(Repository::new(reference, &self.opts, creds)?);
+        self.resolve_on(repo, reference).await
+    }
+
+    async fn resolve_on(&self, repo: Arc<Repository>, reference: &Reference) -> Result<Resolved> {
         let what = reference
             .digest
             .clone()

@@ -24,6 +24,7 @@ pub struct PushOutcome {
     pub size: usize,
 }
 
+#[derive(Clone)]
 struct Blob {
     digest: String,
     size: u64,
@@ -99,67 +100,23 @@ pub async fn push(
     for b in blobs.iter().rev() {
         send(&tx, msg(Some(&short(&b.digest)), "Preparing")).await;
     }
-    for (i, b) in blobs.iter().enumerate().rev() {
-        let id = short(&b.digest);
-        let is_config = i == 0;
-        let url = format!("{}/v2/{}/blobs/{}", repo.base(), repo.path(), b.digest);
-        if let Fetched::Ok(_) = repo.send(reqwest::Method::HEAD, &url, &[], None).await? {
-            if !is_config {
-                send(&tx, msg(Some(&id), "Layer already exists")).await;
-            }
-            continue;
+    // Layers in parallel (max-concurrent-uploads), then the config.
+    {
+        use futures::StreamExt;
+        let jobs: Vec<_> = blobs
+            .iter()
+            .skip(1)
+            .rev()
+            .map(|b| upload_blob(repo.clone(), store.clone(), b.clone(), false, tx.clone()))
+            .collect();
+        let mut uploads =
+            futures::stream::iter(jobs).buffer_unordered(opts.max_concurrent_uploads.max(1));
+        while let Some(r) = uploads.next().await {
+            r?;
         }
-        let start = format!("{}/v2/{}/blobs/uploads/", repo.base(), repo.path());
-        let resp = match repo
-            .send(
-                reqwest::Method::POST,
-                &start,
-                &[("Content-Length", "0")],
-                Some(bytes::Bytes::new()),
-            )
-            .await?
-        {
-            Fetched::Ok(r) => r,
-            Fetched::Failed(f) => return Err(failed("starting upload", &f)),
-        };
-        let loc = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::unavailable("registry gave no upload location"))?;
-        let loc = absolute(repo.base(), loc);
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let put_url = format!("{loc}{sep}digest={}", b.digest);
-        if !is_config {
-            send(
-                &tx,
-                Progress {
-                    status: "Pushing".into(),
-                    id: Some(id.clone()),
-                    progress_detail: Some(ProgressDetail {
-                        current: 0,
-                        total: b.size,
-                    }),
-                    progress: None,
-                },
-            )
-            .await;
-        }
-        let path = {
-            let s = store.clone();
-            let d = b.digest.clone();
-            tokio::task::spawn_blocking(move || s.open_blob(&d))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))??
-        };
-        let file = tokio::fs::File::from_std(path);
-        match repo.put_stream(&put_url, file, b.size).await? {
-            Fetched::Ok(_) => {}
-            Fetched::Failed(f) => return Err(failed("uploading blob", &f)),
-        }
-        if !is_config {
-            send(&tx, msg(Some(&id), "Pushed")).await;
-        }
+    }
+    if let Some(cfg) = blobs.first() {
+        upload_blob(repo.clone(), store.clone(), cfg.clone(), true, tx.clone()).await?;
     }
     let url = format!("{}/v2/{}/manifests/{}", repo.base(), repo.path(), tag);
     let resp = match repo
@@ -198,6 +155,80 @@ pub async fn push(
     )
     .await;
     Ok(PushOutcome { tag, digest, size })
+}
+
+/// One blob: skipped when the registry has it, else a POST for an upload session and a
+/// monolithic PUT streamed from the blob store.
+async fn upload_blob(
+    repo: Arc<Repository>,
+    store: Arc<ImageStore>,
+    b: Blob,
+    is_config: bool,
+    tx: mpsc::Sender<Progress>,
+) -> Result<()> {
+    let tx = &tx;
+    let id = short(&b.digest);
+    let url = format!("{}/v2/{}/blobs/{}", repo.base(), repo.path(), b.digest);
+    if let Fetched::Ok(_) = repo.send(reqwest::Method::HEAD, &url, &[], None).await? {
+        if !is_config {
+            send(tx, msg(Some(&id), "Layer already exists")).await;
+        }
+        return Ok(());
+    }
+    let start = format!("{}/v2/{}/blobs/uploads/", repo.base(), repo.path());
+    let resp = match repo
+        .send(
+            reqwest::Method::POST,
+            &start,
+            &[("Content-Length", "0")],
+            Some(bytes::Bytes::new()),
+        )
+        .await?
+    {
+        Fetched::Ok(r) => r,
+        Fetched::Failed(f) => return Err(failed("starting upload", &f)),
+    };
+    let loc = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::unavailable("registry gave no upload location"))?;
+    let loc = absolute(repo.base(), loc);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put_url = format!("{loc}{sep}digest={}", b.digest);
+    if !is_config {
+        send(
+            tx,
+            Progress {
+                status: "Pushing".into(),
+                id: Some(id.clone()),
+                progress_detail: Some(ProgressDetail {
+                    current: 0,
+                    total: b.size,
+                }),
+                progress: None,
+            },
+        )
+        .await;
+    }
+    let file = {
+        let s = store.clone();
+        let d = b.digest.clone();
+        tokio::task::spawn_blocking(move || s.open_blob(&d))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??
+    };
+    match repo
+        .put_stream(&put_url, tokio::fs::File::from_std(file), b.size)
+        .await?
+    {
+        Fetched::Ok(_) => {}
+        Fetched::Failed(f) => return Err(failed("uploading blob", &f)),
+    }
+    if !is_config {
+        send(tx, msg(Some(&id), "Pushed")).await;
+    }
+    Ok(())
 }
 
 fn sha2_digest(b: &[u8]) -> Vec<u8> {

@@ -111,10 +111,7 @@ async fn pull(
     let named = berth_image::parse_normalized_named(&from_image)?;
     let all_tags = tag.is_empty() && named.tag.is_none() && named.digest.is_none();
     let reference = berth_distribution::pull_reference(&from_image, &tag)?;
-    let opts = berth_distribution::RegistryOptions {
-        insecure_registries: st.cfg.insecure_registries.clone(),
-        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
-    };
+    let opts = st.registry_options();
     let puller = berth_distribution::Puller::new(
         st.images.clone(),
         opts,
@@ -378,10 +375,7 @@ async fn push(
         })
     })
     .await?;
-    let opts = berth_distribution::RegistryOptions {
-        insecure_registries: st.cfg.insecure_registries.clone(),
-        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
-    };
+    let opts = st.registry_options();
     let (tx, rx) = tokio::sync::mpsc::channel::<berth_distribution::Progress>(64);
     let store = st.images.clone();
     let r2 = reference.clone();

@@ -377,10 +377,7 @@ pub async fn auth(State(st): State<AppState>, body: axum::body::Bytes) -> ApiRes
         identity_token: b.identitytoken,
         ..Default::default()
     };
-    let opts = berth_distribution::RegistryOptions {
-        insecure_registries: st.cfg.insecure_registries.clone(),
-        max_concurrent_downloads: st.cfg.max_concurrent_downloads.unwrap_or(3),
-    };
+    let opts = st.registry_options();
     let server = if b.serveraddress.is_empty() {
         "https://index.docker.io/v1/".to_string()
     } else {
