@@ -305,6 +305,18 @@ fn push_skips_present_blobs_and_keeps_digests() {
         "pushed and pulled"
     );
 
+    // The stock docker CLI pushes through berthd and renders the messages.
+    if Command::new("docker").arg("--version").output().is_ok() {
+        let dk = format!("{}/team/bydocker:v1", reg.addr);
+        d.ok(&["tag", "busybox", &dk]);
+        let out = d.dok(&["push", &dk]);
+        assert!(
+            out.contains("Layer already exists") || out.contains("Pushed"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("v1: digest: {pushed}")), "{out}");
+    }
+
     // docker's errors: an unknown image, a registry that is not there.
     let o = d.berth(&["push", &format!("{}/team/none:v1", reg.addr)]);
     assert!(!o.status.success());

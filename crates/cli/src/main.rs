@@ -7,6 +7,7 @@ mod config;
 mod jsonfmt;
 mod mounts;
 mod opts;
+mod progress;
 mod stream;
 mod table;
 mod tmpl;

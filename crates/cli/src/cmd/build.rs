@@ -407,21 +407,24 @@ pub async fn push(c: &Client, a: PushArgs) -> CliResult<()> {
         )
         .await?;
     let mut failure = None;
+    let mut r = crate::progress::Renderer::new(true, a.quiet);
     each_json_line(resp, |v| {
         if let Some(msg) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {
             failure = Some(CliError::new(1, msg.to_string()));
             return Ok(());
         }
-        let bar = v["progressDetail"]["total"].is_number();
-        if let (Some(st), false, false) = (v["status"].as_str(), bar, a.quiet) {
-            match v["id"].as_str() {
-                Some(id) if !id.is_empty() => println!("{id}: {st}"),
-                _ => println!("{st}"),
-            }
+        if let Some(st) = v["status"].as_str() {
+            r.message(
+                v["id"].as_str(),
+                st,
+                v["progressDetail"]["current"].as_u64(),
+                v["progressDetail"]["total"].as_u64(),
+            );
         }
         Ok(())
     })
     .await?;
+    r.finish();
     if let Some(f) = failure {
         return Err(f);
     }

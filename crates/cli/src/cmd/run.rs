@@ -104,27 +104,25 @@ pub async fn pull_with(
         ..Default::default()
     });
     let mut s = c.docker.create_image(Some(opts), None, creds);
+    let mut r = crate::progress::Renderer::new(to_stdout, quiet);
     while let Some(item) = s.next().await {
-        let info = item.map_err(|e| c.err(e))?;
-        let has_bar = info
+        let info = match item {
+            Ok(i) => i,
+            Err(e) => {
+                r.finish();
+                return Err(c.err(e));
+            }
+        };
+        let (cur, tot) = info
             .progress_detail
             .as_ref()
-            .is_some_and(|d| d.current.is_some() || d.total.is_some());
-        if quiet || has_bar {
-            continue;
-        }
+            .map(|d| (d.current.map(|v| v as u64), d.total.map(|v| v as u64)))
+            .unwrap_or((None, None));
         if let Some(status) = info.status {
-            let line = match info.id {
-                Some(id) if !id.is_empty() => format!("{id}: {status}"),
-                _ => status,
-            };
-            if to_stdout {
-                println!("{line}");
-            } else {
-                eprintln!("{line}");
-            }
+            r.message(info.id.as_deref(), &status, cur, tot);
         }
     }
+    r.finish();
     Ok(())
 }
 
