@@ -97,7 +97,7 @@ pub async fn push(
     .await;
     let repo = Arc::new(Repository::for_push(reference, opts, creds)?);
     // Layers first (docker lists them top-down), the config last.
-    for b in blobs.iter().rev() {
+    for b in blobs.iter().skip(1).rev() {
         send(&tx, msg(Some(&short(&b.digest)), "Preparing")).await;
     }
     // Layers in parallel (max-concurrent-uploads), then the config.
