@@ -461,6 +461,7 @@ impl Puller {
         );
         tokio::fs::create_dir_all(&spool.0).await?;
         let limit = Arc::new(Semaphore::new(self.opts.max_concurrent_downloads.max(1)));
+        let chains = berth_image::chain_ids(&r.diff_ids);
         let mut downloads = Downloads(Vec::new());
         for (i, (layer, diff)) in r.layers.iter().zip(&r.diff_ids).enumerate() {
             let id = short(&layer.digest);
@@ -479,6 +480,12 @@ impl Puller {
                 id,
                 tx.clone(),
                 limit.clone(),
+                Sink {
+                    store: self.store.clone(),
+                    diff_id: diff.clone(),
+                    chain: chains[i].clone(),
+                    parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                },
             );
             downloads.0.push(Some(tokio::spawn(task)));
         }
@@ -500,21 +507,15 @@ impl Puller {
             let store = self.store.clone();
             let diff = r.diff_ids[i].clone();
             let (digest, media_type) = (layer.digest.clone(), layer.media_type.clone());
-            tokio::task::spawn_blocking(move || -> Result<String> {
-                let f = std::fs::File::open(&path)?;
-                let res = store
-                    .add_layer(&mut std::io::BufReader::new(f), Some(&diff))
-                    .and_then(|d| {
-                        // The compressed bytes too (verified as they came), for a push
-                        // that keeps the digests.
-                        store.add_compressed_layer(
-                            &diff,
-                            berth_image::CompressedSource::Verified(&path),
-                            &digest,
-                            &media_type,
-                        )?;
-                        Ok(d)
-                    });
+            // Unpacked while it downloaded; the compressed bytes are kept (verified as
+            // they came) for a push that keeps the digests.
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let res = store.add_compressed_layer(
+                    &diff,
+                    berth_image::CompressedSource::Verified(&path),
+                    &digest,
+                    &media_type,
+                );
                 let _ = std::fs::remove_file(&path);
                 res
             })
@@ -581,6 +582,36 @@ fn short(digest: &str) -> String {
 }
 
 /// Streams one blob to `dest`, hashing as it goes; fails unless the digest matches.
+/// The layer a download feeds as it streams: unpacked and stored by `add_layer_streaming`
+/// on a blocking thread, fed through a channel.
+struct Sink {
+    store: Arc<ImageStore>,
+    diff_id: String,
+    chain: String,
+    parent: Option<String>,
+}
+
+/// A blocking `Read` over the chunks a download sends.
+struct ChannelReader {
+    rx: mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 async fn download(
     repo: Arc<Repository>,
     desc: Descriptor,
@@ -588,12 +619,55 @@ async fn download(
     id: String,
     tx: mpsc::Sender<Progress>,
     limit: Arc<Semaphore>,
+    sink: Sink,
 ) -> Result<()> {
-    use tokio::io::AsyncReadExt;
+    use std::sync::atomic::AtomicU8;
     let _permit = limit
         .acquire_owned()
         .await
         .map_err(|e| Error::internal(e.to_string()))?;
+    // 0 = downloading, 1 = digest verified, 2 = failed.
+    let state = Arc::new(AtomicU8::new(0));
+    let (chunks, rx) = mpsc::channel::<bytes::Bytes>(32);
+    let st2 = state.clone();
+    let unpack = tokio::task::spawn_blocking(move || {
+        let mut r = ChannelReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        };
+        let res = sink.store.add_layer_streaming(
+            &mut r,
+            &sink.diff_id,
+            &sink.chain,
+            sink.parent.as_deref(),
+            &|| st2.load(Ordering::SeqCst) == 1,
+        );
+        // Drain so the download never blocks on a consumer that gave up.
+        while r.rx.blocking_recv().is_some() {}
+        res
+    });
+    let res = fetch_blob(&repo, &desc, &dest, &id, &tx, &chunks).await;
+    state.store(if res.is_ok() { 1 } else { 2 }, Ordering::SeqCst);
+    drop(chunks);
+    let unpacked = unpack
+        .await
+        .map_err(|e| Error::internal(format!("extract task: {e}")))?;
+    res?;
+    unpacked.map(|_| ())
+}
+
+/// Streams one blob into `dest` (resuming a kept partial download), verifying its digest,
+/// and hands every byte to `chunks` in order.
+async fn fetch_blob(
+    repo: &Repository,
+    desc: &Descriptor,
+    dest: &Path,
+    id: &str,
+    tx: &mpsc::Sender<Progress>,
+    chunks: &mpsc::Sender<bytes::Bytes>,
+) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let id = id.to_string();
     let Some(want) = desc.digest.strip_prefix("sha256:") else {
         return Err(Error::invalid(format!(
             "unsupported digest algorithm: {}",
@@ -630,6 +704,8 @@ async fn download(
     }
     let url = repo.blob_url(&desc.digest);
     let mut attempts = 0;
+    // Bytes handed to the consumer so far (a kept partial is sent once a resume is agreed).
+    let mut sent = 0u64;
     loop {
         attempts += 1;
         let range = format!("bytes={have}-");
@@ -673,9 +749,34 @@ async fn download(
         };
         let resumed = resp.status().as_u16() == 206;
         if !resumed && have > 0 {
+            if sent > 0 {
+                return Err(Error::unavailable(format!(
+                    "failed to fetch blob {}: the registry cannot resume a download",
+                    desc.digest
+                )));
+            }
             // The registry ignored the Range: take the whole blob again.
             hasher = Sha256::new();
             have = 0;
+        }
+        if resumed && sent < have {
+            // The kept partial goes to the consumer first.
+            let mut f = tokio::fs::File::open(&partial).await?;
+            let mut left = have - sent;
+            let mut buf = vec![0u8; 1 << 20];
+            if sent > 0 {
+                use tokio::io::AsyncSeekExt;
+                f.seek(std::io::SeekFrom::Start(sent)).await?;
+            }
+            while left > 0 {
+                let n = f.read(&mut buf[..(left.min(1 << 20)) as usize]).await?;
+                if n == 0 {
+                    break;
+                }
+                let _ = chunks.send(bytes::Bytes::copy_from_slice(&buf[..n])).await;
+                left -= n as u64;
+            }
+            sent = have;
         }
         let mut file = if resumed {
             tokio::fs::OpenOptions::new()
@@ -705,6 +806,8 @@ async fn download(
             hasher.update(&chunk);
             file.write_all(&chunk).await?;
             current += chunk.len() as u64;
+            sent += chunk.len() as u64;
+            let _ = chunks.send(chunk).await;
             // Throttled: one message per 512 KiB keeps the stream small for big layers.
             if current - reported >= 512 * 1024 || current == total {
                 reported = current;

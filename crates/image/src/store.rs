@@ -1286,6 +1286,85 @@ impl ImageStore {
         })
     }
 
+    /// A pulled layer in one pass as it streams in: decompressed, written to the blob
+    /// store (verified against `diff_id`) and unpacked into the snapshot of `chain` at
+    /// the same time. `verified` is asked once the stream ended: the caller's check of
+    /// the compressed digest; nothing is published unless it says yes. Layers are
+    /// independent snapshot dirs, so several can run at once.
+    pub fn add_layer_streaming(
+        &self,
+        reader: &mut dyn Read,
+        diff_id: &str,
+        chain: &str,
+        parent: Option<&str>,
+        verified: &dyn Fn() -> bool,
+    ) -> Result<i64> {
+        struct Tee<'a, W: Write> {
+            r: Box<dyn Read + 'a>,
+            w: &'a mut W,
+        }
+        impl<W: Write> Read for Tee<'_, W> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.r.read(buf)?;
+                self.w.write_all(&buf[..n])?;
+                Ok(n)
+            }
+        }
+        let tmp = self.root.join("snapshots").join(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        fs::create_dir(&tmp)?;
+        let mut w = self.blobs.writer().map_err(Error::from)?;
+        let res = (|| -> Result<i64> {
+            let r = crate::compress::decompress(reader)?;
+            let mut tee = Tee { r, w: &mut w };
+            let size = unpack_layer(&mut tee, &tmp)?;
+            // The tar's end blocks and padding belong to the blob too.
+            std::io::copy(&mut tee, &mut std::io::sink())
+                .map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
+            Ok(size)
+        })();
+        let size = match res {
+            Ok(s) if verified() => s,
+            Ok(_) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(Error::invalid("layer download was not verified"));
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        w.flush()?;
+        if let Err(e) = w.commit(Some(diff_id)) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(match e {
+                berth_store::StoreError::DigestMismatch { expected, actual } => Error::invalid(
+                    format!("layer digest mismatch: expected {expected}, got {actual}"),
+                ),
+                e => e.into(),
+            });
+        }
+        let _g = self.guard();
+        let dest = self.snapshot_path(chain)?;
+        if dest.is_dir() {
+            let _ = fs::remove_dir_all(&tmp);
+        } else {
+            fs::rename(&tmp, &dest)?;
+        }
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
+                params![chain, diff_id, parent, size],
+            )
+            .map_err(db_err)?;
+        Ok(size)
+    }
+
     /// `docker import`.
     pub fn import(
         &self,
