@@ -811,7 +811,7 @@ async fn fetch_blob(
             // Throttled: one message per 512 KiB keeps the stream small for big layers.
             if current - reported >= 512 * 1024 || current == total {
                 reported = current;
-                send(&tx, Progress::bar(&id, "Downloading", current, total)).await;
+                send(tx, Progress::bar(&id, "Downloading", current, total)).await;
             }
         }
         file.flush().await?;
@@ -835,7 +835,7 @@ async fn fetch_blob(
             }
         }
     }
-    send(&tx, Progress::msg(Some(&id), "Verifying Checksum")).await;
+    send(tx, Progress::msg(Some(&id), "Verifying Checksum")).await;
     let got = hex::encode(hasher.finalize());
     if got != want {
         let _ = tokio::fs::remove_file(&partial).await;
@@ -845,7 +845,7 @@ async fn fetch_blob(
         )));
     }
     tokio::fs::rename(&partial, &dest).await?;
-    send(&tx, Progress::msg(Some(&id), "Download complete")).await;
+    send(tx, Progress::msg(Some(&id), "Download complete")).await;
     Ok(())
 }
 
