@@ -14,6 +14,7 @@ bash "$BENCH_SRC/concurrent.sh" 5 50
 bash "$BENCH_SRC/logs.sh" 5
 bash "$BENCH_SRC/net.sh" 10
 bash "$BENCH_SRC/build.sh" 7
+bash "$BENCH_SRC/pull.sh" 5
 sleep 5
 bash "$BENCH_SRC/memory.sh" idle idle_end
 echo

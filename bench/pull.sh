@@ -33,6 +33,7 @@ pull_cleanup() {
       cli "$e" rmi -f "$img" >/dev/null 2>&1
       cli "$e" image prune -f >/dev/null 2>&1
     done
+    for h in ${layer_hex:-}; do rm -f "$BENCH_DIR/berth/root/blobs/sha256/$h"; done
   fi
   if [ -n "$reg_pid" ]; then
     kill "$reg_pid" 2>/dev/null
@@ -88,11 +89,12 @@ rm -rf "$ctx"
 # busybox base layer, shared with the imported busybox:latest, is skipped by every engine).
 manifest=$(curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' \
   "http://$addr/v2/bench/pull/manifests/v1") || { echo "no manifest in the registry" >&2; exit 1; }
-read -r nlayers total_bytes pulled_bytes < <(python3 -c '
+read -r nlayers total_bytes pulled_bytes layer_hex < <(python3 -c '
 import json, sys
 m = json.loads(sys.argv[1])
 s = [l["size"] for l in m["layers"]]
-print(len(s), sum(s), sum(s[1:]))' "$manifest")
+h = [l["digest"].split(":", 1)[1] for l in m["layers"][1:]]
+print(len(s), sum(s), sum(s[1:]), " ".join(h))' "$manifest")
 log "image: $nlayers layers, $total_bytes compressed bytes; $pulled_bytes in the $((nlayers - 1)) layers pulled"
 
 pull_cmd() {
@@ -104,7 +106,14 @@ pull_cmd() {
 # Untimed before every run: drop the image and anything left unreferenced, so every layer is
 # downloaded and unpacked again; `sync` so one engine's dirty pages are not written back during
 # the next engine's run.
-pre_cmd() { echo "$(cli_str "$1") rmi -f $img >/dev/null 2>&1; $(cli_str "$1") image prune -f >/dev/null 2>&1; sync"; }
+pre_cmd() {
+  local extra=
+  # A layer's compressed blob (kept from a pull or made for a push) goes with its last image
+  # on `rmi`; deleting the files here too keeps every round cold even if one survived (a
+  # pull finding it would skip writing its download).
+  [ "$1" = berth ] && for h in $layer_hex; do extra="$extra $BENCH_DIR/berth/root/blobs/sha256/$h"; done
+  echo "$(cli_str "$1") rmi -f $img >/dev/null 2>&1; $(cli_str "$1") image prune -f >/dev/null 2>&1;${extra:+ rm -f$extra;} sync"
+}
 
 # berth: rmi of the only image using a layer removes its snapshot and tar blob; check once.
 snapdir=$BENCH_DIR/berth/root/snapshots
@@ -123,6 +132,7 @@ echo "$out"
 
 if [[ " $BENCH_ENGINES " == *" berth "* ]]; then
   berth_cli rmi -f "$img" >/dev/null 2>&1
+  for h in $layer_hex; do rm -f "$BENCH_DIR/berth/root/blobs/sha256/$h"; done
   snaps_after=$(ls "$snapdir" 2>/dev/null | wc -l)
   [ "$snaps_after" = "$snaps_before" ] ||
     log "WARNING: berth kept $((snaps_after - snaps_before)) layer snapshot(s) after rmi (in $snapdir)"

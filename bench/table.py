@@ -12,6 +12,11 @@ GOALS = {
     "mem_shim_rss": ("per-container shim RSS (MiB, median of 10)", "berth-shim <= 1 MiB", None),
     "mem_shim_pss": ("per-container shim PSS (MiB, median of 10)", "", None),
     "mem_shim_uss": ("per-container shim USS (MiB, median of 10)", "", None),
+    "build_cold": ("cold `build` (1,000-file COPY + 3 RUN) (s)", "<= 0.4x docker classic", lambda r: r <= 0.4),
+    "build_cached": ("fully cached `build` (s)", "<= 0.15x docker classic", lambda r: r <= 0.15),
+    "build_one_file": ("`build` after one copied file changed (s)", "<= 0.4x docker classic", lambda r: r <= 0.4),
+    "pull_cold": ("cold pull of a 105 MB, 4-layer image (s)", "", None),
+    "pull_mbps": ("cold pull of a 105 MB, 4-layer image (MB/s)", ">= 2.5x docker", lambda r: r >= 2.5),
 }
 
 vals = {}

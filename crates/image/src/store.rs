@@ -251,7 +251,7 @@ impl ImageStore {
                 .execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])
                 .map_err(db_err)?;
             if !used_diffs.contains(&diff) {
-                let _ = self.blobs.delete(&diff);
+                self.delete_layer_blobs(&diff);
             }
         }
         Ok(())
@@ -902,6 +902,13 @@ impl ImageStore {
         });
         // Other images may share the config blob only if they are the same image.
         let _ = self.blobs.delete(&image.id);
+        // The registry manifests kept for it.
+        if let Ok(list) = self.manifests(&image.id) {
+            for m in list {
+                let _ = self.blobs.delete(&m.digest);
+            }
+        }
+        let _ = self.db.delete(IMAGE_MANIFESTS, &image.id);
         let used = self.used_layers()?;
         let mut reclaimed = 0;
         let sizes = self.layer_sizes(&image.chain_ids)?;
@@ -921,7 +928,7 @@ impl ImageStore {
                 .map_err(db_err)?;
             if let Some(d) = image.diff_ids.get(i) {
                 if !used.1.contains(d) {
-                    let _ = self.blobs.delete(d);
+                    self.delete_layer_blobs(d);
                 }
             }
             reclaimed += sizes.get(i).copied().unwrap_or(0);
@@ -1410,8 +1417,17 @@ impl ImageStore {
     pub(crate) fn drop_unused_blob(&self, diff_id: &str) {
         if let Ok((_, diffs)) = self.used_layers() {
             if !diffs.contains(diff_id) {
-                let _ = self.blobs.delete(diff_id);
+                self.delete_layer_blobs(diff_id);
             }
+        }
+    }
+
+    /// A layer no image uses: its tar and the compressed form kept for pushes.
+    fn delete_layer_blobs(&self, diff_id: &str) {
+        let _ = self.blobs.delete(diff_id);
+        if let Ok(Some(lb)) = self.db.get::<LayerBlob>(LAYER_BLOBS, diff_id) {
+            let _ = self.blobs.delete(&lb.digest);
+            let _ = self.db.delete(LAYER_BLOBS, diff_id);
         }
     }
 
