@@ -304,6 +304,12 @@ fn push_skips_present_blobs_and_keeps_digests() {
         d2.ok(&["run", "--rm", &copy, "echo", "pushed and pulled"]),
         "pushed and pulled"
     );
+    // rmi of the last image takes every blob along: config, tar, kept gzip, manifest.
+    d2.ok(&["rmi", &name, &copy]);
+    let left: Vec<_> = std::fs::read_dir(d2.root.join("blobs/sha256"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "blobs left after rmi: {left:?}");
 
     // The stock docker CLI pushes through berthd and renders the messages.
     if Command::new("docker").arg("--version").output().is_ok() {
