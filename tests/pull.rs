@@ -304,6 +304,14 @@ fn push_skips_present_blobs_and_keeps_digests() {
         d2.ok(&["run", "--rm", &copy, "echo", "pushed and pulled"]),
         "pushed and pulled"
     );
+    // A pulled layer keeps only its compressed bytes; save rebuilds the exact tar from them.
+    let saved = tempfile::tempdir().unwrap();
+    let tarfile = saved.path().join("pulled.tar");
+    d2.ok(&["save", "-o", tarfile.to_str().unwrap(), &copy]);
+    let d3 = Daemon::start();
+    d3.ok(&["load", "-i", tarfile.to_str().unwrap()]);
+    assert_eq!(d3.ok(&["run", "--rm", &copy, "echo", "saved"]), "saved");
+    assert_eq!(d3.field(&copy, "{{.Id}}"), d2.field(&copy, "{{.Id}}"));
     // rmi of the last image takes every blob along: config, tar, kept gzip, manifest.
     d2.ok(&["rmi", &name, &copy]);
     let left: Vec<_> = std::fs::read_dir(d2.root.join("blobs/sha256"))

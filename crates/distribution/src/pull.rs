@@ -189,7 +189,7 @@ impl Drop for Spool {
 }
 
 /// Cancels the downloads still running when the pull fails.
-struct Downloads(Vec<Option<JoinHandle<Result<()>>>>);
+struct Downloads(Vec<Option<JoinHandle<Result<u64>>>>);
 
 impl Drop for Downloads {
     fn drop(&mut self) {
@@ -498,7 +498,7 @@ impl Puller {
                 .await
                 .map_err(|e| Error::internal(format!("download task: {e}")))?;
             *slot = None;
-            res?;
+            let tar_size = res?;
             let layer = &r.layers[i];
             let id = short(&layer.digest);
             let size = layer.size.max(0) as u64;
@@ -515,6 +515,7 @@ impl Puller {
                     berth_image::CompressedSource::Verified(&path),
                     &digest,
                     &media_type,
+                    tar_size,
                 );
                 let _ = std::fs::remove_file(&path);
                 res
@@ -620,7 +621,7 @@ async fn download(
     tx: mpsc::Sender<Progress>,
     limit: Arc<Semaphore>,
     sink: Sink,
-) -> Result<()> {
+) -> Result<u64> {
     use std::sync::atomic::AtomicU8;
     let _permit = limit
         .acquire_owned()
@@ -653,7 +654,7 @@ async fn download(
         .await
         .map_err(|e| Error::internal(format!("extract task: {e}")))?;
     res?;
-    unpacked.map(|_| ())
+    unpacked.map(|(_, tar_size)| tar_size)
 }
 
 /// Streams one blob into `dest` (resuming a kept partial download), verifying its digest,

@@ -244,7 +244,7 @@ impl ImageStore {
             }
             let mut stored: Vec<String> = Vec::new();
             for ((path, compressed), diff) in p.layers.iter().zip(&diff_ids) {
-                if self.blobs.has(diff) {
+                if self.has_layer(diff) {
                     continue;
                 }
                 let file = ex.open(path)?;
@@ -344,10 +344,9 @@ impl ImageStore {
             let config = self.config_bytes(id)?;
             let mut layer_descs = Vec::new();
             for d in &img.diff_ids {
-                let size = self.blobs.size(d).map_err(Error::from)?;
+                let (f, size) = self.open_layer_tar(d)?;
                 let path = Extracted::blob_path(d)?;
                 if written.insert(d.clone()) {
-                    let f = self.blobs.open_blob(d).map_err(Error::from)?;
                     let mut h = header(tar::EntryType::Regular, size);
                     tar.append_data(&mut h, &path, f).map_err(terr)?;
                 }

@@ -11,6 +11,7 @@ use berth_api::{Error, Result};
 use berth_store::{BlobStore, Db};
 use rusqlite::{params, OptionalExtension};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -1124,7 +1125,7 @@ impl ImageStore {
         ));
         fs::create_dir(&tmp)?;
         let res = (|| -> Result<i64> {
-            let mut f = self.blobs.open_blob(diff_id).map_err(Error::from)?;
+            let (mut f, _) = self.open_layer_tar(diff_id)?;
             let size = unpack_layer(&mut f, &tmp)?;
             if dest.exists() {
                 fs::remove_dir_all(&dest)?;
@@ -1305,7 +1306,7 @@ impl ImageStore {
         chain: &str,
         parent: Option<&str>,
         verified: &dyn Fn() -> bool,
-    ) -> Result<i64> {
+    ) -> Result<(i64, u64)> {
         struct Tee<'a, W: Write> {
             r: Box<dyn Read + 'a>,
             w: &'a mut W,
@@ -1317,18 +1318,36 @@ impl ImageStore {
                 Ok(n)
             }
         }
+        // Only the tar's digest is needed: the compressed bytes are what is kept.
+        struct Hashing {
+            h: Sha256,
+            n: u64,
+        }
+        impl Write for Hashing {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.h.update(b);
+                self.n += b.len() as u64;
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
         let tmp = self.root.join("snapshots").join(format!(
             "tmp-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         fs::create_dir(&tmp)?;
-        let mut w = self.blobs.writer().map_err(Error::from)?;
+        let mut w = Hashing {
+            h: Sha256::new(),
+            n: 0,
+        };
         let res = (|| -> Result<i64> {
             let r = crate::compress::decompress(reader)?;
             let mut tee = Tee { r, w: &mut w };
             let size = unpack_layer(&mut tee, &tmp)?;
-            // The tar's end blocks and padding belong to the blob too.
+            // The tar's end blocks and padding count in its digest too.
             std::io::copy(&mut tee, &mut std::io::sink())
                 .map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
             Ok(size)
@@ -1344,16 +1363,14 @@ impl ImageStore {
                 return Err(e);
             }
         };
-        w.flush()?;
-        if let Err(e) = w.commit(Some(diff_id)) {
+        let actual = format!("sha256:{}", hex::encode(w.h.finalize()));
+        if actual != diff_id {
             let _ = fs::remove_dir_all(&tmp);
-            return Err(match e {
-                berth_store::StoreError::DigestMismatch { expected, actual } => Error::invalid(
-                    format!("layer digest mismatch: expected {expected}, got {actual}"),
-                ),
-                e => e.into(),
-            });
+            return Err(Error::invalid(format!(
+                "layer digest mismatch: expected {diff_id}, got {actual}"
+            )));
         }
+        let tar_size = w.n;
         let _g = self.guard();
         let dest = self.snapshot_path(chain)?;
         if dest.is_dir() {
@@ -1369,7 +1386,7 @@ impl ImageStore {
                 params![chain, diff_id, parent, size],
             )
             .map_err(db_err)?;
-        Ok(size)
+        Ok((size, tar_size))
     }
 
     /// `docker import`.
@@ -1585,7 +1602,32 @@ impl ImageStore {
 
     /// True when the uncompressed layer `diff_id` is stored (pull can skip it).
     pub fn has_layer(&self, diff_id: &str) -> bool {
-        self.blobs.has(diff_id)
+        self.blobs.has(diff_id) || self.kept_compressed(diff_id).is_some()
+    }
+
+    /// The compressed form of a layer kept instead of its tar (a pulled layer).
+    fn kept_compressed(&self, diff_id: &str) -> Option<LayerBlob> {
+        self.db
+            .get::<LayerBlob>(LAYER_BLOBS, diff_id)
+            .ok()
+            .flatten()
+            .filter(|lb| lb.tar_size > 0 && self.blobs.has(&lb.digest))
+    }
+
+    /// A layer's uncompressed tar and its size: the stored tar, or (for a pulled layer,
+    /// which keeps only the compressed bytes as they came) those decompressed.
+    pub fn open_layer_tar(&self, diff_id: &str) -> Result<(Box<dyn Read + Send>, u64)> {
+        if self.blobs.has(diff_id) {
+            let size = self.blobs.size(diff_id).map_err(Error::from)?;
+            let f = self.blobs.open_blob(diff_id).map_err(Error::from)?;
+            return Ok((Box::new(std::io::BufReader::new(f)), size));
+        }
+        let lb = self
+            .kept_compressed(diff_id)
+            .ok_or_else(|| Error::not_found(format!("layer {diff_id} is not stored")))?;
+        let f = self.blobs.open_blob(&lb.digest).map_err(Error::from)?;
+        let r = crate::compress::decompress_owned(Box::new(std::io::BufReader::new(f)))?;
+        Ok((r, lb.tar_size))
     }
 
     /// Creates an image from config bytes whose layers were added with `add_layer`;
@@ -1605,6 +1647,7 @@ impl ImageStore {
         src: CompressedSource<'_>,
         digest: &str,
         media_type: &str,
+        tar_size: u64,
     ) -> Result<()> {
         match src {
             CompressedSource::Verified(path) => {
@@ -1622,6 +1665,7 @@ impl ImageStore {
             digest: digest.to_string(),
             size,
             media_type: media_type.to_string(),
+            tar_size,
         };
         self.db.put(LAYER_BLOBS, diff_id, &lb).map_err(Error::from)
     }
@@ -1638,7 +1682,7 @@ impl ImageStore {
                 return Ok(lb);
             }
         }
-        let mut src = self.blobs.open_blob(diff_id).map_err(Error::from)?;
+        let (mut src, _) = self.open_layer_tar(diff_id)?;
         let w = self.blobs.writer().map_err(Error::from)?;
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
@@ -1651,6 +1695,7 @@ impl ImageStore {
             digest,
             size,
             media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
+            tar_size: self.blobs.size(diff_id).unwrap_or(0),
         };
         self.db
             .put(LAYER_BLOBS, diff_id, &lb)
@@ -2025,6 +2070,9 @@ pub struct LayerBlob {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
+    /// Size of the uncompressed tar (when only the compressed form is stored).
+    #[serde(default)]
+    pub tar_size: u64,
 }
 
 /// A registry manifest kept for an image.
