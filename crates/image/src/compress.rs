@@ -113,6 +113,26 @@ impl Drop for ChildReader {
     }
 }
 
+/// `decompress` for an owned reader (the result can outlive the caller's borrow).
+pub fn decompress_owned(r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+    let mut r = std::io::BufReader::with_capacity(1 << 16, r);
+    let head = std::io::BufRead::fill_buf(&mut r)
+        .map_err(|e| Error::invalid(format!("reading archive: {e}")))?;
+    Ok(match detect(head) {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(r)
+                .map_err(|e| Error::invalid(format!("zstd: {e}")))?,
+        ),
+        c => {
+            return Err(Error::invalid(format!(
+                "unsupported layer compression: {c:?}"
+            )))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,24 +186,4 @@ mod tests {
         assert_eq!(detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Compression::Xz);
         assert_eq!(detect(b"ustar"), Compression::None);
     }
-}
-
-/// `decompress` for an owned reader (the result can outlive the caller's borrow).
-pub fn decompress_owned(r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
-    let mut r = std::io::BufReader::with_capacity(1 << 16, r);
-    let head = std::io::BufRead::fill_buf(&mut r)
-        .map_err(|e| Error::invalid(format!("reading archive: {e}")))?;
-    Ok(match detect(head) {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(r)
-                .map_err(|e| Error::invalid(format!("zstd: {e}")))?,
-        ),
-        c => {
-            return Err(Error::invalid(format!(
-                "unsupported layer compression: {c:?}"
-            )))
-        }
-    })
 }
