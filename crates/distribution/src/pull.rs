@@ -623,10 +623,17 @@ async fn download(
     sink: Sink,
 ) -> Result<u64> {
     use std::sync::atomic::AtomicU8;
-    let _permit = limit
-        .acquire_owned()
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?;
+    // docker's "Waiting": queued behind max-concurrent-downloads.
+    let _permit = match limit.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            send(&tx, Progress::msg(Some(&id), "Waiting")).await;
+            limit
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::internal(e.to_string()))?
+        }
+    };
     // 0 = downloading, 1 = digest verified, 2 = failed.
     let state = Arc::new(AtomicU8::new(0));
     let (chunks, rx) = mpsc::channel::<bytes::Bytes>(32);
