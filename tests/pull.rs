@@ -297,6 +297,8 @@ fn push_skips_present_blobs_and_keeps_digests() {
     let copy = format!("{}/other/copy:v1", reg.addr);
     d2.ok(&["tag", &name, &copy]);
     let out = d2.ok(&["push", &copy]);
+    // The layer came from team/bb on the same registry: mounted, not uploaded.
+    assert!(out.contains("Mounted from team/bb"), "{out}");
     assert!(out.ends_with(&format!("size: {}", out.rsplit(' ').next().unwrap())));
     assert!(out.contains(&format!("v1: digest: {pushed}")), "{out}");
     assert_eq!(served_digest(&reg.addr, "other/copy:v1"), pushed);

@@ -289,10 +289,21 @@ impl Repository {
     /// PUT of a large body streamed from a file (authentication must already be settled
     /// by an earlier request of this push).
     pub async fn put_stream(&self, url: &str, file: tokio::fs::File, len: u64) -> Result<Fetched> {
+        self.send_stream(reqwest::Method::PUT, url, file, len).await
+    }
+
+    /// A PUT or PATCH whose body streams from a file.
+    pub async fn send_stream(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        file: tokio::fs::File,
+        len: u64,
+    ) -> Result<Fetched> {
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
         let mut rb = self
             .http
-            .put(url)
+            .request(method, url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(stream));

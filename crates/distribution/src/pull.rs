@@ -507,6 +507,7 @@ impl Puller {
             let store = self.store.clone();
             let diff = r.diff_ids[i].clone();
             let (digest, media_type) = (layer.digest.clone(), layer.media_type.clone());
+            let source = reference.name();
             // Unpacked while it downloaded; the compressed bytes are kept (verified as
             // they came) for a push that keeps the digests.
             tokio::task::spawn_blocking(move || -> Result<()> {
@@ -516,6 +517,7 @@ impl Puller {
                     &digest,
                     &media_type,
                     tar_size,
+                    &source,
                 );
                 let _ = std::fs::remove_file(&path);
                 res

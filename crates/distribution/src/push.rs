@@ -28,6 +28,8 @@ pub struct PushOutcome {
 struct Blob {
     digest: String,
     size: u64,
+    /// A repository of the same registry the layer was pulled from: mount, don't upload.
+    mount_from: Option<String>,
 }
 
 fn short(digest: &str) -> String {
@@ -83,8 +85,9 @@ pub async fn push(
     let name = reference.with_tag(&tag).to_string();
     let s = store.clone();
     let n = name.clone();
+    let target = reference.clone();
     let (image_id, manifest, media_type, blobs) =
-        tokio::task::spawn_blocking(move || prepare(&s, &n))
+        tokio::task::spawn_blocking(move || prepare(&s, &n, &target))
             .await
             .map_err(|e| Error::internal(e.to_string()))??;
     send(
@@ -175,7 +178,10 @@ async fn upload_blob(
         }
         return Ok(());
     }
-    let start = format!("{}/v2/{}/blobs/uploads/", repo.base(), repo.path());
+    let mut start = format!("{}/v2/{}/blobs/uploads/", repo.base(), repo.path());
+    if let Some(from) = &b.mount_from {
+        start = format!("{start}?mount={}&from={from}", b.digest);
+    }
     let resp = match repo
         .send(
             reqwest::Method::POST,
@@ -188,14 +194,19 @@ async fn upload_blob(
         Fetched::Ok(r) => r,
         Fetched::Failed(f) => return Err(failed("starting upload", &f)),
     };
+    // 201: the registry mounted it from the other repository (202: a plain upload).
+    if resp.status().as_u16() == 201 {
+        if let Some(from) = &b.mount_from {
+            send(tx, msg(Some(&id), format!("Mounted from {from}"))).await;
+        }
+        return Ok(());
+    }
     let loc = resp
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::unavailable("registry gave no upload location"))?;
     let loc = absolute(repo.base(), loc);
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let put_url = format!("{loc}{sep}digest={}", b.digest);
     if !is_config {
         send(
             tx,
@@ -218,12 +229,38 @@ async fn upload_blob(
             .await
             .map_err(|e| Error::internal(e.to_string()))??
     };
+    // docker's way: the bytes in one streamed PATCH, then an empty PUT with the digest.
+    let resp = match repo
+        .send_stream(
+            reqwest::Method::PATCH,
+            &loc,
+            tokio::fs::File::from_std(file),
+            b.size,
+        )
+        .await?
+    {
+        Fetched::Ok(r) => r,
+        Fetched::Failed(f) => return Err(failed("uploading blob", &f)),
+    };
+    let loc = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| absolute(repo.base(), l))
+        .unwrap_or(loc);
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let put_url = format!("{loc}{sep}digest={}", b.digest);
     match repo
-        .put_stream(&put_url, tokio::fs::File::from_std(file), b.size)
+        .send(
+            reqwest::Method::PUT,
+            &put_url,
+            &[("Content-Length", "0")],
+            Some(bytes::Bytes::new()),
+        )
         .await?
     {
         Fetched::Ok(_) => {}
-        Fetched::Failed(f) => return Err(failed("uploading blob", &f)),
+        Fetched::Failed(f) => return Err(failed("finishing upload", &f)),
     }
     if !is_config {
         send(tx, msg(Some(&id), "Pushed")).await;
@@ -237,7 +274,11 @@ fn sha2_digest(b: &[u8]) -> Vec<u8> {
 }
 
 /// The manifest to send and its blobs (config first, then the layers bottom-up).
-fn prepare(store: &ImageStore, name: &str) -> Result<(String, Vec<u8>, String, Vec<Blob>)> {
+fn prepare(
+    store: &ImageStore,
+    name: &str,
+    target: &Reference,
+) -> Result<(String, Vec<u8>, String, Vec<Blob>)> {
     let img = store.resolve(name).map_err(|_| {
         Error::not_found(format!(
             "An image does not exist locally with the tag: {}",
@@ -261,16 +302,19 @@ fn prepare(store: &ImageStore, name: &str) -> Result<(String, Vec<u8>, String, V
         let mut blobs = vec![Blob {
             digest: img.id.clone(),
             size: config.len() as u64,
+            mount_from: None,
         }];
         blobs.extend(layers.iter().map(|l| Blob {
             digest: l.digest.clone(),
             size: l.size.max(0) as u64,
+            mount_from: mount_source(store, &l.digest, target),
         }));
         return Ok((img.id.clone(), bytes, m.media_type.clone(), blobs));
     }
     let mut blobs = vec![Blob {
         digest: img.id.clone(),
         size: config.len() as u64,
+        mount_from: None,
     }];
     let mut layers = Vec::new();
     for d in &img.diff_ids {
@@ -281,6 +325,7 @@ fn prepare(store: &ImageStore, name: &str) -> Result<(String, Vec<u8>, String, V
             "digest": lb.digest,
         }));
         blobs.push(Blob {
+            mount_from: mount_source(store, &lb.digest, target),
             digest: lb.digest,
             size: lb.size,
         });
@@ -296,4 +341,12 @@ fn prepare(store: &ImageStore, name: &str) -> Result<(String, Vec<u8>, String, V
         return Err(Error::invalid("manifest too large"));
     }
     Ok((img.id.clone(), bytes, SCHEMA2.to_string(), blobs))
+}
+
+/// The repository path to mount a layer from: where it was pulled from, when that is
+/// another repository of the registry being pushed to.
+fn mount_source(store: &ImageStore, digest: &str, target: &Reference) -> Option<String> {
+    let lb = store.layer_blob_by_digest(digest)?;
+    let (domain, path) = lb.source.split_once('/')?;
+    (domain == target.domain && path != target.path).then(|| path.to_string())
 }

@@ -1322,11 +1322,24 @@ impl ImageStore {
         struct Hashing {
             h: Sha256,
             n: u64,
+            compressed: std::rc::Rc<std::cell::Cell<u64>>,
+            dir: PathBuf,
         }
         impl Write for Hashing {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
                 self.h.update(b);
                 self.n += b.len() as u64;
+                if is_bomb(self.n, self.compressed.get()) {
+                    return Err(std::io::Error::other(format!(
+                        "layer expands more than {BOMB_RATIO} times its compressed size: refused as a decompression bomb"
+                    )));
+                }
+                // Every 64 MiB: stop before the layer fills the disk.
+                if self.n >> 26 != (self.n - b.len() as u64) >> 26 && disk_nearly_full(&self.dir) {
+                    return Err(std::io::Error::other(
+                        "unpacking the layer would fill the disk: refused (a decompression bomb?)",
+                    ));
+                }
                 Ok(b.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -1339,12 +1352,31 @@ impl ImageStore {
             rand_suffix()
         ));
         fs::create_dir(&tmp)?;
+        // Compressed bytes read so far, for the decompression-bomb check in `Hashing`.
+        struct Counting<'a> {
+            r: &'a mut dyn Read,
+            n: std::rc::Rc<std::cell::Cell<u64>>,
+        }
+        impl Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let k = self.r.read(buf)?;
+                self.n.set(self.n.get() + k as u64);
+                Ok(k)
+            }
+        }
+        let compressed = std::rc::Rc::new(std::cell::Cell::new(0u64));
         let mut w = Hashing {
             h: Sha256::new(),
             n: 0,
+            compressed: compressed.clone(),
+            dir: tmp.clone(),
         };
         let res = (|| -> Result<i64> {
-            let r = crate::compress::decompress(reader)?;
+            let mut counting = Counting {
+                r: reader,
+                n: compressed.clone(),
+            };
+            let r = crate::compress::decompress(&mut counting)?;
             let mut tee = Tee { r, w: &mut w };
             let size = unpack_layer(&mut tee, &tmp)?;
             // The tar's end blocks and padding count in its digest too.
@@ -1648,6 +1680,7 @@ impl ImageStore {
         digest: &str,
         media_type: &str,
         tar_size: u64,
+        source: &str,
     ) -> Result<()> {
         match src {
             CompressedSource::Verified(path) => {
@@ -1666,6 +1699,7 @@ impl ImageStore {
             size,
             media_type: media_type.to_string(),
             tar_size,
+            source: source.to_string(),
         };
         self.db.put(LAYER_BLOBS, diff_id, &lb).map_err(Error::from)
     }
@@ -1696,11 +1730,22 @@ impl ImageStore {
             size,
             media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
             tar_size: self.blobs.size(diff_id).unwrap_or(0),
+            source: String::new(),
         };
         self.db
             .put(LAYER_BLOBS, diff_id, &lb)
             .map_err(Error::from)?;
         Ok(lb)
+    }
+
+    /// The kept compressed blob with this digest, if a layer has one (for push mounts).
+    pub fn layer_blob_by_digest(&self, digest: &str) -> Option<LayerBlob> {
+        self.db
+            .list::<LayerBlob>(LAYER_BLOBS)
+            .ok()?
+            .into_iter()
+            .map(|(_, lb)| lb)
+            .find(|lb| lb.digest == digest)
     }
 
     /// Keeps a registry manifest of image `image_id` (bytes as served) for later pushes.
@@ -2073,6 +2118,10 @@ pub struct LayerBlob {
     /// Size of the uncompressed tar (when only the compressed form is stored).
     #[serde(default)]
     pub tar_size: u64,
+    /// The repository it was pulled from ("registry/path"): a push to another repository
+    /// of that registry mounts it instead of uploading it.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// A registry manifest kept for an image.
@@ -2089,4 +2138,40 @@ pub enum CompressedSource<'a> {
     Verified(&'a Path),
     /// Bytes to copy in and verify.
     Reader(&'a mut dyn Read),
+}
+
+/// A pulled layer may not expand more than this many times its compressed size once past
+/// `BOMB_FLOOR`. Deflate cannot exceed ~1032:1, so no gzip layer is ever refused; this
+/// catches zstd (or other) bombs that would.
+const BOMB_RATIO: u64 = 1100;
+const BOMB_FLOOR: u64 = 1 << 30;
+
+/// Less than 2% (and less than 512 MiB) left on the filesystem of `dir`.
+fn disk_nearly_full(dir: &Path) -> bool {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(v) => {
+            let avail = v.blocks_available() as u64 * v.fragment_size() as u64;
+            let total = v.blocks() as u64 * v.fragment_size() as u64;
+            avail < (512 << 20) && avail < total / 50
+        }
+        Err(_) => false,
+    }
+}
+
+fn is_bomb(tar_bytes: u64, compressed_bytes: u64) -> bool {
+    tar_bytes > BOMB_FLOOR && tar_bytes > compressed_bytes.saturating_mul(BOMB_RATIO)
+}
+
+#[cfg(test)]
+mod bomb_tests {
+    use super::*;
+
+    #[test]
+    fn bomb_rule() {
+        // Under the floor: anything goes.
+        assert!(!is_bomb(100 << 20, 1));
+        // Past the floor: gzip's best ratio (~1032:1) passes, more does not.
+        assert!(!is_bomb(2 << 30, (2 << 30) / 1032));
+        assert!(is_bomb(2 << 30, (2 << 30) / 5000));
+    }
 }
