@@ -2150,8 +2150,8 @@ const BOMB_FLOOR: u64 = 1 << 30;
 fn disk_nearly_full(dir: &Path) -> bool {
     match nix::sys::statvfs::statvfs(dir) {
         Ok(v) => {
-            let avail = v.blocks_available() as u64 * v.fragment_size() as u64;
-            let total = v.blocks() as u64 * v.fragment_size() as u64;
+            let avail = v.blocks_available() * v.fragment_size();
+            let total = v.blocks() * v.fragment_size();
             avail < (512 << 20) && avail < total / 50
         }
         Err(_) => false,
