@@ -233,8 +233,10 @@ fn add_heredoc_stdin_and_options() {
     write(
         ctx.path(),
         "build.Dockerfile",
-        "FROM busybox\nADD files.tar /opt/\nCOPY <<EOF /etc/motd\nwelcome $NAME\nEOF\nARG NAME=x\nRUN --network=none echo \"name=$NAME\" > /name\nSTOPSIGNAL SIGINT\n",
+        "FROM busybox\nADD files.tar /opt/\nCOPY --exclude=*.skip exdir/ /ex/\nCOPY <<EOF /etc/motd\nwelcome $NAME\nEOF\nARG NAME=x\nRUN --network=none echo \"name=$NAME\" > /name\nSTOPSIGNAL SIGINT\n",
     );
+    write(ctx.path(), "exdir/a.keep", "k\n");
+    write(ctx.path(), "exdir/b.skip", "s\n");
     let dir = ctx.path().to_str().unwrap();
     let out = d.ok(&[
         "build",
@@ -267,6 +269,7 @@ fn add_heredoc_stdin_and_options() {
         "xyzwelcome \nname=n1"
     );
     assert_eq!(d.field("a1", "{{.Config.StopSignal}}"), "SIGINT");
+    assert_eq!(d.ok(&["run", "--rm", "a1", "ls", "/ex"]), "a.keep");
     assert_eq!(d.field("a1", "{{index .Config.Labels \"from\"}}"), "cli");
 
     // The Dockerfile on stdin, with a context directory.

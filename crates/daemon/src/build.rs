@@ -259,13 +259,16 @@ impl Backend for DaemonBackend {
 
     async fn copy_digest(&self, _parent: &str, spec: &CopySpec) -> Result<String, BuildError> {
         let plan = self.plan(spec).await?;
+        let exclude = exclude_matcher(spec)?;
         blocking(move || {
             let mut h = Sha256::new();
             let mut kinds = Vec::new();
             for item in &plan.items {
                 kinds.push(item.kind());
                 item.visit(&plan.spool, &mut |e| {
-                    e.hash(&mut h);
+                    if !excluded(&exclude, e) {
+                        e.hash(&mut h);
+                    }
                     Ok(())
                 })?;
             }
@@ -287,6 +290,7 @@ impl Backend for DaemonBackend {
         created_by: &str,
     ) -> Result<String, BuildError> {
         let plan = self.plan(spec).await?;
+        let exclude = exclude_matcher(spec)?;
         let images = self.st.images.clone();
         let (parent, spec, config, created_by) = (
             parent.to_string(),
@@ -354,6 +358,9 @@ impl Backend for DaemonBackend {
                 }
                 for item in &plan.items {
                     item.visit(&plan.spool, &mut |e| {
+                        if excluded(&exclude, e) {
+                            return Ok(());
+                        }
                         let name = match e.rel.as_str() {
                             "" | "." => {
                                 if item.kind() == "dir" || item.kind() == "archive" {
@@ -693,6 +700,25 @@ impl DaemonBackend {
             content: bytes.to_vec(),
         })
     }
+}
+
+/// `COPY --exclude=PATTERN`: .dockerignore-style patterns matched against each entry's
+/// path below its source (a file source by its name).
+fn exclude_matcher(spec: &CopySpec) -> Result<Option<berth_context::ignore::Matcher>, Error> {
+    if spec.exclude.is_empty() {
+        return Ok(None);
+    }
+    berth_context::ignore::Matcher::new(&spec.exclude)
+        .map(Some)
+        .map_err(|e| Error::invalid(format!("{} --exclude: {e}", spec.instruction)))
+}
+
+fn excluded(m: &Option<berth_context::ignore::Matcher>, e: &Entry) -> bool {
+    let Some(m) = m else {
+        return false;
+    };
+    let path = if e.rel.is_empty() { &e.base } else { &e.rel };
+    !path.is_empty() && m.is_excluded(path)
 }
 
 fn forbidden(s: &str) -> Error {
