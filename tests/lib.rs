@@ -356,6 +356,32 @@ fn run_with_stdin(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// rmdir of a cgroup and the ones below it, deepest first, retried for up to ~3 s.
+fn remove_cgroup_tree(root: &Path) {
+    fn subdirs(p: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    subdirs(&e.path(), out);
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    for _ in 0..30 {
+        let mut dirs = Vec::new();
+        subdirs(root, &mut dirs);
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        let _ = std::fs::remove_dir(root);
+        if !root.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         // Remove every container through the API while the daemon is up (kills shims,
@@ -404,13 +430,18 @@ impl Drop for Daemon {
                     nix::mount::umount2(&e.path().join("_data"), nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        // The daemon's parent cgroup, in every hierarchy (v1) or the unified one (v2).
+        // The daemon's parent cgroup, in every hierarchy (v1) or the unified one (v2),
+        // with any container cgroup a killed shim did not get to delete (empty once its
+        // processes are gone; retried briefly while the last ones exit).
+        let mut parents = vec![Path::new("/sys/fs/cgroup").join(&self.cgroup_parent)];
         if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in rd.flatten() {
-                let _ = std::fs::remove_dir(h.path().join(&self.cgroup_parent));
+                parents.push(h.path().join(&self.cgroup_parent));
             }
         }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroup_parent));
+        for p in parents.iter().filter(|p| p.is_dir()) {
+            remove_cgroup_tree(p);
+        }
         if std::env::var_os("BERTH_KEEP_TEST_ROOT").is_none() {
             if let Some(base) = self.root.parent() {
                 let _ = std::fs::remove_dir_all(base);
