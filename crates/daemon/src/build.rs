@@ -702,6 +702,31 @@ impl DaemonBackend {
     }
 }
 
+/// A single root-owned file made by the build (a download, a heredoc).
+fn one_file(
+    name: &str,
+    content: &[u8],
+    mode: u32,
+    f: &mut dyn FnMut(&mut Entry) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(content.len() as u64);
+    h.set_mtime(now_secs());
+    let mut data = content;
+    f(&mut Entry {
+        rel: String::new(),
+        base: name.to_string(),
+        header: h,
+        link: None,
+        data: &mut data,
+        keep_owner: false,
+    })
+}
+
 /// `COPY --exclude=PATTERN`: .dockerignore-style patterns matched against each entry's
 /// path below its source (a file source by its name).
 fn exclude_matcher(spec: &CopySpec) -> Result<Option<berth_context::ignore::Matcher>, Error> {
@@ -1228,42 +1253,9 @@ impl Item {
                 }
                 Ok(())
             }
-            Item::Url { name, content } => {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o600);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_size(content.len() as u64);
-                h.set_mtime(now_secs());
-                let mut data = content.as_slice();
-                f(&mut Entry {
-                    rel: String::new(),
-                    base: name.clone(),
-                    header: h,
-                    link: None,
-                    data: &mut data,
-                    keep_owner: false,
-                })
-            }
-            Item::Heredoc { name, content } => {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_size(content.len() as u64);
-                h.set_mtime(now_secs());
-                let mut data = content.as_bytes();
-                f(&mut Entry {
-                    rel: String::new(),
-                    base: name.clone(),
-                    header: h,
-                    link: None,
-                    data: &mut data,
-                    keep_owner: false,
-                })
-            }
+            // ADD of a URL: 0600, as docker writes downloads; a heredoc file: 0644.
+            Item::Url { name, content } => one_file(name, content, 0o600, f),
+            Item::Heredoc { name, content } => one_file(name, content.as_bytes(), 0o644, f),
         }
     }
 }
