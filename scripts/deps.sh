@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth needs to build and test on a fresh Debian machine (as root).
 set -euo pipefail
-pkgs=(busybox-static libseccomp-dev pkg-config procps iproute2 util-linux tar nftables docker-registry skopeo apache2-utils curl openssl coreutils)
+pkgs=(busybox-static libseccomp-dev pkg-config procps iproute2 util-linux tar nftables docker-registry skopeo apache2-utils curl openssl coreutils gzip zstd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1446,3 +1446,83 @@ fn registry_mirrors_apply_to_any_registry() {
     let d2 = Daemon::start();
     assert!(!d2.berth(&["pull", &name]).status.success());
 }
+
+/// Pulls of the same image with its layer uncompressed, gzip and zstd (OCI media types),
+/// each pushed by hand to the berth registry; berthd runs all three.
+#[test]
+fn pull_uncompressed_gzip_and_zstd_layers() {
+    let reg = Reg::start(&[]);
+    let archive = busybox_archive(&reg.dir);
+    // The layer tar and config out of the docker-save archive.
+    let mut files = std::collections::HashMap::new();
+    let mut ar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        files.insert(name, data);
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let config = files[manifest[0]["Config"].as_str().unwrap()].clone();
+    let layer = files[manifest[0]["Layers"][0].as_str().unwrap()].clone();
+    let compress = |prog: &str| -> Vec<u8> {
+        let mut c = Command::new(prog)
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let data = layer.clone();
+        let t = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data).unwrap());
+        let out = c.wait_with_output().unwrap();
+        t.join().unwrap();
+        out.stdout
+    };
+    let mut variants = vec![
+        (
+            "plain",
+            "application/vnd.oci.image.layer.v1.tar",
+            layer.clone(),
+        ),
+        (
+            "gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            compress("gzip"),
+        ),
+    ];
+    if Command::new("zstd").arg("--version").output().is_ok() {
+        variants.push((
+            "zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            compress("zstd"),
+        ));
+    }
+    let d = Daemon::start();
+    for (tag, media_type, blob) in &variants {
+        let cd = put_blob(&reg, "multi/bb", &config);
+        let ld = put_blob(&reg, "multi/bb", blob);
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": media_type, "digest": ld, "size": blob.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        let r = http(
+            "PUT",
+            &reg.url(&format!("/v2/multi/bb/manifests/{tag}")),
+            &[&format!("Content-Type: {OCI_MANIFEST}")],
+            Some(&m),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let name = format!("{}/multi/bb:{tag}", reg.addr);
+        d.ok(&["pull", &name]);
+        assert_eq!(d.ok(&["run", "--rm", &name, "echo", tag]), *tag);
+        // Removed, so the next variant downloads and unpacks its own blob.
+        d.ok(&["rmi", &name]);
+    }
+}
