@@ -1526,3 +1526,94 @@ fn pull_uncompressed_gzip_and_zstd_layers() {
         d.ok(&["rmi", &name]);
     }
 }
+
+/// A zstd "bomb" (100 MiB of zeros in a few KiB) is refused while it unpacks, and leaves
+/// no image, layer or blob behind; the same content gzip-compressed (deflate cannot go past
+/// ~1032:1) is a normal layer.
+#[test]
+fn decompression_bomb_refused() {
+    let reg = Reg::start(&[]);
+    let dir = reg.dir.join("bomb");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A layer tar holding one 100 MiB file of zeros.
+    let layer_path = dir.join("layer.tar");
+    {
+        let f = std::fs::File::create(&layer_path).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(100 << 20);
+        b.append_data(
+            &mut h,
+            "zeros",
+            std::io::Read::take(std::io::repeat(0), 100 << 20),
+        )
+        .unwrap();
+        b.finish().unwrap();
+    }
+    let diff_id = {
+        let o = Command::new("sha256sum").arg(&layer_path).output().unwrap();
+        format!("sha256:{}", stdout(&o).split_whitespace().next().unwrap())
+    };
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["true"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string()
+    .into_bytes();
+    let d = Daemon::start();
+    for (tag, prog, media_type) in [
+        (
+            "zstd",
+            "zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (
+            "gzip",
+            "gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+    ] {
+        let o = Command::new(prog)
+            .args(["-c", "-9"])
+            .arg(&layer_path)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let cd = put_blob(&reg, "bomb/x", &config);
+        let ld = put_blob(&reg, "bomb/x", &o.stdout);
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": media_type, "digest": ld, "size": o.stdout.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        let r = http(
+            "PUT",
+            &reg.url(&format!("/v2/bomb/x/manifests/{tag}")),
+            &[&format!("Content-Type: {OCI_MANIFEST}")],
+            Some(&m),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let name = format!("{}/bomb/x:{tag}", reg.addr);
+        let o = d.berth(&["pull", &name]);
+        if tag == "zstd" {
+            assert!(!o.status.success(), "{}", stdout(&o));
+            assert!(stderr(&o).contains("decompression bomb"), "{}", stderr(&o));
+            assert!(!d.berth(&["image", "inspect", &name]).status.success());
+            let snaps = std::fs::read_dir(d.root.join("snapshots"))
+                .map(|r| r.flatten().filter(|e| e.file_name() != "empty").count())
+                .unwrap_or(0);
+            assert_eq!(snaps, 0, "a refused layer left a snapshot");
+        } else {
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+}
