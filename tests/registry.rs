@@ -240,13 +240,32 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 fn push_tiny_image(reg: &Reg, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    put_oci_image(
+        reg,
+        repo,
+        tag,
+        config,
+        layer,
+        "application/vnd.oci.image.layer.v1.tar",
+    )
+}
+
+/// An OCI image (config + one layer of `layer_type`) pushed with curl: (digest, bytes).
+fn put_oci_image(
+    reg: &Reg,
+    repo: &str,
+    tag: &str,
+    config: &[u8],
+    layer: &[u8],
+    layer_type: &str,
+) -> (String, Vec<u8>) {
     let cd = put_blob(reg, repo, config);
     let ld = put_blob(reg, repo, layer);
     let m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+        "layers": [{"mediaType": layer_type, "digest": ld, "size": layer.len()}],
     })
     .to_string()
     .into_bytes();
@@ -1501,24 +1520,7 @@ fn pull_uncompressed_gzip_and_zstd_layers() {
     }
     let d = Daemon::start();
     for (tag, media_type, blob) in &variants {
-        let cd = put_blob(&reg, "multi/bb", &config);
-        let ld = put_blob(&reg, "multi/bb", blob);
-        let m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-            "layers": [{"mediaType": media_type, "digest": ld, "size": blob.len()}],
-        })
-        .to_string()
-        .into_bytes();
-        let r = http(
-            "PUT",
-            &reg.url(&format!("/v2/multi/bb/manifests/{tag}")),
-            &[&format!("Content-Type: {OCI_MANIFEST}")],
-            Some(&m),
-            &[],
-        );
-        assert_eq!(r.status, 201, "{}", r.text());
+        put_oci_image(&reg, "multi/bb", tag, &config, blob, media_type);
         let name = format!("{}/multi/bb:{tag}", reg.addr);
         d.ok(&["pull", &name]);
         assert_eq!(d.ok(&["run", "--rm", &name, "echo", tag]), *tag);
@@ -1584,24 +1586,7 @@ fn decompression_bomb_refused() {
             .output()
             .unwrap();
         assert!(o.status.success());
-        let cd = put_blob(&reg, "bomb/x", &config);
-        let ld = put_blob(&reg, "bomb/x", &o.stdout);
-        let m = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-            "layers": [{"mediaType": media_type, "digest": ld, "size": o.stdout.len()}],
-        })
-        .to_string()
-        .into_bytes();
-        let r = http(
-            "PUT",
-            &reg.url(&format!("/v2/bomb/x/manifests/{tag}")),
-            &[&format!("Content-Type: {OCI_MANIFEST}")],
-            Some(&m),
-            &[],
-        );
-        assert_eq!(r.status, 201, "{}", r.text());
+        put_oci_image(&reg, "bomb/x", tag, &config, &o.stdout, media_type);
         let name = format!("{}/bomb/x:{tag}", reg.addr);
         let o = d.berth(&["pull", &name]);
         if tag == "zstd" {

@@ -758,16 +758,13 @@ fn context_items(
 ) -> Result<Vec<Item>, Error> {
     let mut items = Vec::new();
     for s in sources {
-        let rel = clean_rel(s).ok_or_else(|| forbidden(s))?;
-        let matches = if glob::has_meta(&rel) {
-            let m = context_glob(ctx, &rel)?;
-            if m.is_empty() {
-                return Err(not_found(spec, s));
-            }
-            m
-        } else {
-            vec![rel]
+        let list = |base: &str| {
+            let dir = ctx.resolve(base, true)?;
+            ctx.get(&dir)
+                .filter(|n| n.is_dir())
+                .map(|_| ctx.children(&dir))
         };
+        let matches = source_paths(s, spec, &list)?;
         for m in matches {
             // The source path itself is followed when it is a symlink (in the context).
             let key = ctx.resolve(&m, true).ok_or_else(|| not_found(spec, s))?;
@@ -795,35 +792,6 @@ fn context_items(
     Ok(items)
 }
 
-/// Go filepath.Match of a relative pattern over the context, one component at a time.
-fn context_glob(ctx: &Context, pat: &str) -> Result<Vec<String>, Error> {
-    let mut cur: Vec<String> = vec![String::new()];
-    for comp in pat.split('/') {
-        let mut next = Vec::new();
-        for base in &cur {
-            if !glob::has_meta(comp) {
-                next.push(join_rel(base, comp));
-                continue;
-            }
-            let Some(dir) = ctx.resolve(base, true) else {
-                continue;
-            };
-            if !ctx.get(&dir).is_some_and(|n| n.is_dir()) {
-                continue;
-            }
-            for n in ctx.children(&dir) {
-                if glob::go_match(comp, &n)
-                    .map_err(|_| Error::invalid(format!("syntax error in pattern: {pat}")))?
-                {
-                    next.push(join_rel(base, &n));
-                }
-            }
-        }
-        cur = next;
-    }
-    Ok(cur)
-}
-
 /// COPY --from sources: another stage's (or image's) rootfs, resolved in-root.
 fn image_items(
     root: &Path,
@@ -834,16 +802,22 @@ fn image_items(
     let fs = ContainerFs::open(root, &[], true)?;
     let mut items = Vec::new();
     for s in sources {
-        let rel = clean_rel(s).ok_or_else(|| forbidden(s))?;
-        let matches = if glob::has_meta(&rel) {
-            let m = expand_glob(root, &rel)?;
-            if m.is_empty() {
-                return Err(not_found(spec, s));
+        // Names only are listed on the host side (no symlink followed at the end); the
+        // paths found are then resolved in-root by ContainerFs.
+        let list = |base: &str| {
+            let dir = root.join(base);
+            if !std::fs::symlink_metadata(&dir).ok()?.is_dir() {
+                return None;
             }
-            m
-        } else {
-            vec![rel]
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            Some(names)
         };
+        let matches = source_paths(s, spec, &list)?;
         for m in matches {
             let stat = fs.stat(&format!("/{m}")).map_err(|_| not_found(spec, s))?;
             let (path, stat) = if !stat.link_target.is_empty() {
@@ -888,9 +862,13 @@ fn not_found(spec: &CopySpec, s: &str) -> Error {
     }
 }
 
-/// Go filepath.Match of a relative pattern, one component at a time, without following
-/// symlinks (paths found are then resolved in-root by ContainerFs).
-fn expand_glob(root: &Path, pat: &str) -> Result<Vec<String>, Error> {
+/// Go filepath.Match of a relative pattern, one component at a time; `list` gives the
+/// sorted names in a directory (None when it is not one), so the context index and an
+/// image rootfs expand patterns the same way.
+fn expand_glob(
+    pat: &str,
+    list: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<Vec<String>, Error> {
     let mut cur: Vec<String> = vec![String::new()];
     for comp in pat.split('/') {
         let mut next = Vec::new();
@@ -899,19 +877,7 @@ fn expand_glob(root: &Path, pat: &str) -> Result<Vec<String>, Error> {
                 next.push(join_rel(base, comp));
                 continue;
             }
-            let dir = root.join(base);
-            let Ok(md) = std::fs::symlink_metadata(&dir) else {
-                continue;
-            };
-            if !md.is_dir() {
-                continue;
-            }
-            let mut names: Vec<String> = std::fs::read_dir(&dir)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for n in names {
+            for n in list(base).unwrap_or_default() {
                 if glob::go_match(comp, &n)
                     .map_err(|_| Error::invalid(format!("syntax error in pattern: {pat}")))?
                 {
@@ -922,6 +888,24 @@ fn expand_glob(root: &Path, pat: &str) -> Result<Vec<String>, Error> {
         cur = next;
     }
     Ok(cur)
+}
+
+/// A COPY/ADD source as written: cleaned (never above the root) and, when it holds
+/// wildcards, expanded (matching nothing is "not found").
+fn source_paths(
+    s: &str,
+    spec: &CopySpec,
+    list: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<Vec<String>, Error> {
+    let rel = clean_rel(s).ok_or_else(|| forbidden(s))?;
+    if !glob::has_meta(&rel) {
+        return Ok(vec![rel]);
+    }
+    let m = expand_glob(&rel, list)?;
+    if m.is_empty() {
+        return Err(not_found(spec, s));
+    }
+    Ok(m)
 }
 
 /// ADD's rule: a local tar (plain or compressed) is unpacked, anything else copied.

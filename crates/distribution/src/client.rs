@@ -327,39 +327,10 @@ impl Repository {
         format!("{}/v2/{}/blobs/{}", self.base, self.path, digest)
     }
 
-    /// GET with authentication: on a 401 the challenge is answered once and the request
-    /// repeated.
+    /// GET with authentication (see `send`).
     pub async fn get(&self, url: &str, accept: Option<&str>) -> Result<Fetched> {
-        let mut answered = false;
-        loop {
-            let mut rb = self.http.get(url);
-            if let Some(a) = accept {
-                rb = rb.header(reqwest::header::ACCEPT, a);
-            }
-            if let Some(a) = self.authorization.lock().await.clone() {
-                rb = rb.header(reqwest::header::AUTHORIZATION, a);
-            }
-            let resp = rb.send().await.map_err(transport_error)?;
-            let status = resp.status().as_u16();
-            if status == 401 && !answered {
-                let challenge = resp
-                    .headers()
-                    .get(reqwest::header::WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(Challenge::parse);
-                if let Some(ch) = challenge {
-                    if self.answer(&ch).await? {
-                        answered = true;
-                        continue;
-                    }
-                }
-            }
-            if resp.status().is_success() {
-                return Ok(Fetched::Ok(resp));
-            }
-            let body = resp.bytes().await.unwrap_or_default();
-            return Ok(Fetched::Failed(render_failure(status, &body)));
-        }
+        let headers: Vec<(&str, &str)> = accept.map(|a| vec![("Accept", a)]).unwrap_or_default();
+        self.send(reqwest::Method::GET, url, &headers, None).await
     }
 
     /// Sets the Authorization for a challenge; false when we have nothing to answer with.

@@ -1,5 +1,8 @@
 //! Repository names, tags and digests, validated with distribution's grammar
 //! (github.com/distribution/reference), written out by hand to avoid a regex engine.
+//! berth-image's reference parser has the same component rule, but it also normalises
+//! docker names (docker.io/library/...), which a registry must not; and the registry binary
+//! links no engine crate, so the few lines stand here on their own.
 
 use std::fmt;
 
