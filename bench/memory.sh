@@ -3,7 +3,10 @@
 # running in each engine: RSS (VmRSS) and PSS (smaps_rollup) of each per-container process
 # (berth-shim; docker's containerd-shim-runc-v2; podman's conmon) and of the daemons
 # (berthd; dockerd + its containerd). Daemons are also measured idle (no containers) before
-# and after the containers ran. Values are medians over the per-container processes.
+# and after the containers ran, after IDLE_S (default 12) seconds without a request, the same
+# wait for every engine (berthd trims its memory after ~5-10 s without requests; Go's runtime
+# returns freed heap to the kernel on its own schedule). Values are medians over the
+# per-container processes.
 # Usage: bench/memory.sh [N]  |  bench/memory.sh idle LABEL  (daemons only, as they are now)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +16,7 @@ engines_up $BENCH_ENGINES
 wait_quiet
 pm() { python3 "$BENCH_SRC/procmem.py" "$@"; }
 kib_mib() { awk '{printf "%.2f", $1/1024}'; }
+IDLE_S=${IDLE_S:-12}
 
 # pids of the per-container processes of engine $1 for container ids on stdin
 shim_pids() {
@@ -56,7 +60,7 @@ fi
 
 for e in $BENCH_ENGINES; do
   rm_all "$e"
-  sleep 2
+  sleep "$IDLE_S"
   report_daemons idle_before "$e"
   for i in $(seq 1 "$n"); do cli "$e" run -d --network none busybox sleep 300 >/dev/null || log "$e run -d failed"; done
   sleep 2
@@ -79,6 +83,6 @@ for e in $BENCH_ENGINES; do
   fi
   report_daemons "with_${n}" "$e"
   rm_all "$e"
-  sleep 2
+  sleep "$IDLE_S"
   report_daemons idle_after "$e"
 done

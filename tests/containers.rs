@@ -587,3 +587,53 @@ fn restart_right_after_exit() {
     }
     assert_eq!(d.ok(&["logs", "again"]).lines().count(), 8);
 }
+
+/// A second after start the shim gives back the memory creating the container needed
+/// (berth_runtime::trim); containers that outlive that point keep every service: attached
+/// output, logs, exec, stop.
+#[test]
+fn shim_keeps_working_after_giving_back_memory() {
+    let d = Daemon::start();
+    d.busybox();
+    // Attached, output flowing across the trim.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "yes abc | head -c 1000000; sleep 1.5; yes abc | head -c 5000000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 6_000_000);
+    // Detached, logging across the trim, then exec and stop.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "long",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 25 ]; do echo line$i; i=$((i+1)); sleep 0.1; done; exec sleep 60",
+    ]);
+    let mut logs = String::new();
+    for _ in 0..300 {
+        logs = d.ok(&["logs", "long"]);
+        if logs.contains("line24") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs.lines().count(), 25, "{logs}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "long"]),
+        "true"
+    );
+    assert_eq!(d.ok(&["exec", "long", "echo", "exec works"]), "exec works");
+    d.ok(&["stop", "-t", "1", "long"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "long"]),
+        "137"
+    );
+}

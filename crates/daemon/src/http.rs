@@ -110,6 +110,7 @@ fn routes() -> Router<AppState> {
 }
 
 async fn version_mw(mut req: Request, next: Next) -> Response {
+    crate::idle::touch();
     let path = req.uri().path().to_string();
     let mut ver = API_VERSION.to_string();
     if let Some(rest) = path.strip_prefix("/v") {

@@ -10,6 +10,7 @@ mod exec;
 mod handlers;
 mod health;
 mod http;
+mod idle;
 mod networks;
 mod runopts;
 mod state;
@@ -196,6 +197,7 @@ async fn run(
         }
     };
     let server = tokio::spawn(http::serve(listener, state, shutdown));
+    tokio::spawn(idle::trimmer());
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;

@@ -9,6 +9,7 @@ pub mod proto;
 pub mod seccomp;
 pub mod spec;
 pub mod stats;
+pub mod trim;
 pub mod user;
 
 pub use error::{Result, RuntimeError};

@@ -30,9 +30,13 @@ const MAX_CLIENT_BUF: usize = 64 << 20;
 /// Client stdin buffered for the container; beyond it we stop reading clients (backpressure).
 const MAX_STDIN_BUF: usize = 64 << 10;
 const MAX_REQUEST: usize = 64 << 10;
-const READ_CHUNK: usize = 32 << 10;
+/// One read from a container output (the pipes hold up to 1 MiB, see `process::pipes`).
+const READ_CHUNK: usize = 128 << 10;
 /// Once the process has exited, give remaining clients this long without progress.
 const EXIT_GRACE_MS: i32 = 5000;
+/// How long after start the shim gives back what creating the container needed (see
+/// `trim.rs`); late enough that a short-lived container has already exited and never pays.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -168,6 +172,8 @@ pub struct EventLoop {
     /// Log data written since the last flush (the writer buffers; `docker logs -f` readers
     /// only see what was flushed).
     log_dirty: bool,
+    /// When to trim memory (set at start, cleared once done).
+    trim_at: Option<std::time::Instant>,
 }
 
 impl EventLoop {
@@ -187,6 +193,7 @@ impl EventLoop {
             buf: vec![0; READ_CHUNK],
             log_failed: false,
             log_dirty: false,
+            trim_at: None,
         }
     }
 
@@ -250,6 +257,10 @@ impl EventLoop {
             }
             let timeout = if self.status == Status::Exited {
                 EXIT_GRACE_MS
+            } else if let Some(at) = self.trim_at {
+                // Rounded up: poll's timeout is in whole milliseconds.
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
             } else {
                 -1
             };
@@ -263,9 +274,22 @@ impl EventLoop {
                 eprintln!("berth-shim: poll: {e}");
                 return;
             }
-            if n == 0 {
+            if n == 0 && self.status == Status::Exited {
                 // Exited and no client made progress for the grace period.
                 return;
+            }
+            if self
+                .trim_at
+                .is_some_and(|at| std::time::Instant::now() >= at)
+            {
+                self.trim_at = None;
+                if self.status != Status::Exited {
+                    berth_runtime::trim::trim();
+                }
+            }
+            if n == 0 {
+                // The trim timer (poll may wake a little early; the next round waits again).
+                continue;
             }
             for (slot, pfd) in slots.iter().zip(fds.iter()) {
                 if pfd.revents == 0 {
@@ -802,6 +826,7 @@ impl EventLoop {
         match self.proc.start() {
             Ok(pid) => {
                 self.status = Status::Running;
+                self.trim_at = Some(std::time::Instant::now() + TRIM_AFTER);
                 self.write_stdin();
                 Response {
                     pid: Some(pid as u32),
