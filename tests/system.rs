@@ -360,3 +360,38 @@ fn layers_are_reference_counted() {
     assert_eq!(entries(&snaps), Vec::<String>::new());
     assert_eq!(entries(&blobs), Vec::<String>::new());
 }
+
+/// Containers of one image share its init layer (the mount points the image lacks); it holds
+/// nothing container-specific, lives as long as the image's layers and goes with them.
+#[test]
+fn init_layer_is_shared_per_image_and_removed_with_it() {
+    let d = Daemon::start();
+    d.busybox();
+    let inits = d.root.join("init-layers");
+    d.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /etc/hosts",
+    ]);
+    d.ok(&["run", "--name", "c2", "busybox", "cat", "/etc/hosts"]);
+    let layers = entries(&inits);
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    // A container's write lands in its own upper, never in the shared layer.
+    assert_eq!(d.ok(&["diff", "c2"]), "");
+    let shared = inits.join(&layers[0]);
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let m = std::fs::metadata(shared.join(f)).expect(f);
+        assert_eq!(m.len(), 0, "{f}");
+    }
+    // A second image on the same layers shares it too.
+    d.ok(&["tag", "busybox", "other:1"]);
+    d.ok(&["run", "--rm", "other:1", "true"]);
+    assert_eq!(entries(&inits).len(), 1);
+    d.ok(&["rm", "c1", "c2"]);
+    d.ok(&["rmi", "busybox", "other:1"]);
+    assert_eq!(entries(&inits), Vec::<String>::new());
+}

@@ -192,6 +192,14 @@ impl ImageStore {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
+        // Likewise an init layer being made (`<hex>.tmp`).
+        let inits = root.join("init-layers");
+        fs::create_dir_all(&inits)?;
+        for e in fs::read_dir(&inits)?.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         if let Ok(rd) = fs::read_dir(root.join("tmp").join("image")) {
             for e in rd.flatten() {
                 let _ = fs::remove_dir_all(e.path());
@@ -242,11 +250,7 @@ impl ImageStore {
             if used_chains.contains(&chain) {
                 continue;
             }
-            if let Ok(p) = self.snapshot_path(&chain) {
-                if p.exists() {
-                    fs::remove_dir_all(&p)?;
-                }
-            }
+            self.remove_snapshot(&chain)?;
             self.db
                 .conn()
                 .execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])
@@ -269,6 +273,35 @@ impl ImageStore {
     pub(crate) fn snapshot_path(&self, chain_id: &str) -> Result<PathBuf> {
         let hex = berth_store::digest_hex(chain_id).map_err(Error::from)?;
         Ok(self.root.join("snapshots").join(hex))
+    }
+
+    /// The init layer of the layer stack ending in `top` (see `make_init_layer`). What it
+    /// holds depends only on the image's layers, so every container of the image shares one,
+    /// read-only: docker makes one per container, which cost every `run` ~8 file creations
+    /// and as many deletions.
+    fn init_layer_path(&self, top: Option<&str>) -> Result<PathBuf> {
+        let name = match top {
+            Some(c) => berth_store::digest_hex(c).map_err(Error::from)?.to_string(),
+            None => "empty".to_string(),
+        };
+        Ok(self.root.join("init-layers").join(name))
+    }
+
+    /// Removes a snapshot and the init layer of the stack it tops, if any.
+    fn remove_snapshot(&self, chain_id: &str) -> Result<()> {
+        if let Ok(p) = self.snapshot_path(chain_id) {
+            if p.exists() {
+                fs::remove_dir_all(&p)
+                    .map_err(|e| internal(format!("remove {}: {e}", p.display())))?;
+            }
+        }
+        if let Ok(p) = self.init_layer_path(Some(chain_id)) {
+            if p.exists() {
+                fs::remove_dir_all(&p)
+                    .map_err(|e| internal(format!("remove {}: {e}", p.display())))?;
+            }
+        }
+        Ok(())
     }
 
     // ---- reads -------------------------------------------------------------------
@@ -917,12 +950,7 @@ impl ImageStore {
             if used.0.contains(chain) {
                 continue;
             }
-            if let Ok(p) = self.snapshot_path(chain) {
-                if p.exists() {
-                    fs::remove_dir_all(&p)
-                        .map_err(|e| internal(format!("remove {}: {e}", p.display())))?;
-                }
-            }
+            self.remove_snapshot(chain)?;
             self.db
                 .conn()
                 .execute("DELETE FROM layers WHERE chain_id = ?1", [chain])
@@ -1821,16 +1849,17 @@ impl ImageStore {
                 self.ensure_snapshot(c, parent, &img.diff_ids[i])?;
                 lowers.push(self.snapshot_path(c)?);
             }
+            if lowers.is_empty() {
+                // overlayfs needs a lower layer; an image without layers gets an empty one.
+                let empty = self.root.join("snapshots").join("empty");
+                fs::create_dir_all(&empty)?;
+                lowers.push(empty);
+            }
+            // Under the guard: containers of one image share its init layer.
+            let init = self.init_layer_path(img.chain_ids.last().map(String::as_str))?;
+            make_init_layer(&init, &lowers)?;
+            lowers.push(init);
         }
-        if lowers.is_empty() {
-            // overlayfs needs a lower layer; an image without layers gets an empty one.
-            let empty = self.root.join("snapshots").join("empty");
-            fs::create_dir_all(&empty)?;
-            lowers.push(empty);
-        }
-        let init = container_dir.join("init");
-        make_init_layer(&init, &lowers)?;
-        lowers.push(init);
         lowers.reverse();
         crate::mount::mount_overlay(&lowers, &upper, &work, &rootfs)?;
         Ok(rootfs)
@@ -2079,7 +2108,7 @@ const INIT_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf"];
 /// docker's init layer: a read-only layer between the image and the container's rw layer
 /// holding the mount points the image lacks, so creating them never lands in the upper
 /// (`diff`, `commit` and build steps then see only what the process changed). Made once
-/// per container; `lowers` are the image's snapshots.
+/// per layer stack, under the store's guard; `lowers` are the image's snapshots.
 fn make_init_layer(init: &Path, lowers: &[PathBuf]) -> Result<()> {
     if init.is_dir() {
         return Ok(());
