@@ -27,6 +27,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Create and run a new container from an image
     Run(RunArgs),
@@ -136,6 +137,7 @@ pub struct RegistryArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum BuilderCommand {
     /// Build an image from a Dockerfile
@@ -209,6 +211,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum ContainerCommand {
     /// Attach local standard input, output, and error streams to a running container
@@ -266,6 +269,7 @@ pub enum ContainerCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum ImageCommand {
     /// Show the history of an image
@@ -297,6 +301,7 @@ pub enum ImageCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum VolumeCommand {
     /// Create a volume
@@ -314,6 +319,7 @@ pub enum VolumeCommand {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum NetworkCommand {
     /// Connect a container to a network
@@ -459,6 +465,7 @@ pub struct NetworkDisconnectArgs {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 #[command(arg_required_else_help = true)]
 pub enum SystemCommand {
     /// Display system-wide information
@@ -497,7 +504,8 @@ pub struct SystemPruneArgs {
     pub filter: Vec<String>,
 }
 
-/// Flags shared by `run` and `create`.
+// Flags shared by `run` and `create` (a plain comment: a doc comment would become their
+// `about` once subcommands are built lazily).
 #[derive(Args, Debug, Clone, Default)]
 pub struct ContainerOpts {
     /// Keep STDIN open even if not attached
