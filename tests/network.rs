@@ -994,3 +994,59 @@ fn network_create_options_connect_ip_and_prune() {
         .success());
     assert!(!nft_table(&d).contains(&brname));
 }
+
+/// Frames on berth's bridges are as big as loopback's (MTU 65520 on the bridge and both veth
+/// ends) while the way out keeps docker's 1500 (the container's default route says so), and
+/// a published port carries a big transfer intact through it.
+#[test]
+fn bridge_mtu_big_inside_docker_sized_outside() {
+    let d = Daemon::start();
+    d.busybox();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1::7000",
+        "busybox",
+        "sh",
+        "-c",
+        "nc -l -p 7000 | wc -c > /count; sleep 60",
+    ]);
+    assert_eq!(
+        d.ok(&["exec", &id, "cat", "/sys/class/net/eth0/mtu"]),
+        "65520"
+    );
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", d.bridge)).unwrap();
+    assert_eq!(mtu.trim(), "65520");
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let o = Command::new("nsenter")
+        .args(["-t", &pid, "-n", "ip", "route", "show", "default"])
+        .output()
+        .unwrap();
+    let route = stdout(&o);
+    assert!(route.contains("mtu 1500"), "{route}");
+    let port = d.ok(&["port", &id, "7000"]);
+    let addr: SocketAddr = port.lines().next().unwrap().parse().unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            let data = vec![7u8; 8 << 20];
+            if s.write_all(&data).is_ok() {
+                ok = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok, "could not send through {addr}");
+    let mut count = String::new();
+    for _ in 0..100 {
+        count = d.ok(&["exec", &id, "cat", "/count"]);
+        if !count.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count, (8 << 20).to_string());
+    d.ok(&["rm", "-f", &id]);
+}

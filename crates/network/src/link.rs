@@ -75,6 +75,17 @@ pub fn exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// MTU of berth's bridges and of both ends of every container veth. Traffic that stays on
+/// the host (host <-> container, container <-> container on one bridge) then moves in 64 KiB
+/// frames as on loopback instead of 1500-byte ones: published ports carry ~35% more
+/// (bench/net.sh, the same container with MTU 1500 vs 65520: 2335 vs 3137 MB/s median of 5).
+/// What leaves for other hosts keeps docker's 1500: a container's default route carries
+/// `mtu 1500` (see `attach`), so TCP's MSS and the path MTU towards anything beyond the
+/// bridge are what they would be on docker's bridge.
+pub const LINK_MTU: u32 = 65520;
+/// The MTU of the way out of a container (docker's default bridge MTU).
+pub const EGRESS_MTU: u32 = 1500;
+
 /// Creates the bridge if it is missing, gives it `gateway/prefix`, brings it up, and lets
 /// DNAT'd loopback traffic leave through it (route_localnet, as docker does without its
 /// userland proxy).
@@ -108,8 +119,10 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
                 .execute()
                 .await?;
         }
+        // Set explicitly, the bridge keeps it whatever its ports have (a bridge otherwise
+        // follows its smallest port).
         h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
+            .set(LinkUnspec::new_with_index(idx).mtu(LINK_MTU).up().build())
             .execute()
             .await?;
         Ok(())
@@ -168,10 +181,12 @@ fn attach_inner(v: &Veth) -> Result<()> {
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(v1.ifname.clone())
             .address(v1.mac.to_vec())
+            .mtu(LINK_MTU)
             .setns_by_fd(ns.as_raw_fd())
             .build();
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(v1.host_name.clone())
+            .mtu(LINK_MTU)
             .controller(br)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
@@ -206,15 +221,20 @@ fn attach_inner(v: &Veth) -> Result<()> {
             .execute()
             .await?;
         if let Some(gw) = v2.gateway {
-            h.route()
-                .add(
-                    RouteMessageBuilder::<Ipv4Addr>::new()
-                        .gateway(gw)
-                        .output_interface(idx)
-                        .build(),
-                )
-                .execute()
-                .await?;
+            use rtnetlink::packet_route::route::{RouteAttribute, RouteMetric};
+            let mut route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(idx)
+                .build();
+            // Not locked: path MTU discovery may still lower it. The MSS the container
+            // advertises stays that of the bridge: a peer that reaches it through the host
+            // (the host itself, via one of its own addresses) may send big segments, and
+            // one beyond a 1500-byte link never sends more than its own path allows.
+            route.attributes.push(RouteAttribute::Metrics(vec![
+                RouteMetric::Mtu(EGRESS_MTU),
+                RouteMetric::Advmss(LINK_MTU - 40),
+            ]));
+            h.route().add(route).execute().await?;
         }
         Ok(())
     })
@@ -315,6 +335,19 @@ mod tests {
         // (/sys shows the mounter's namespace, so ask netlink.)
         let mac = in_ns(&ns, "ip -o link show eth0");
         assert!(mac.contains("link/ether 02:42:0a:e7:07:02"), "{mac}");
+        // Big frames on the bridge, docker's 1500 on the way out.
+        assert!(mac.contains("mtu 65520"), "{mac}");
+        let route = in_ns(&ns, "ip route show default");
+        assert!(route.contains("mtu 1500"), "{route}");
+        assert!(route.contains("advmss 65480"), "{route}");
+        let brl = std::fs::read_to_string(format!("/sys/class/net/{br}/mtu")).unwrap();
+        assert_eq!(brl.trim(), "65520");
+        // A 30 KB ping still reaches the gateway.
+        let big = in_ns(
+            &ns,
+            "busybox ping -c1 -W2 -s 30000 10.231.7.1 >/dev/null && echo ok",
+        );
+        assert_eq!(big.trim(), "ok");
         // The container reaches its gateway (the bridge) over the veth.
         let ping = in_ns(&ns, "busybox ping -c1 -W2 10.231.7.1 >/dev/null && echo ok");
         assert_eq!(ping.trim(), "ok");
