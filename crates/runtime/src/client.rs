@@ -164,8 +164,9 @@ async fn spawn_shim(
     if let Some(stdout) = child.stdout.take() {
         BufReader::new(stdout).read_line(&mut line).await?;
     }
-    // The first process exits as soon as the shim has detached; reap it.
-    let _ = child.wait().await;
+    // The shim stays our child for the container's life; dropping the handle hands it to
+    // tokio's orphan reaper, which collects it whenever it exits.
+    drop(child);
     let ready: Ready = match serde_json::from_str(line.trim()) {
         Ok(r) => r,
         Err(_) => {
