@@ -53,7 +53,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CC");
     // The shim stays resident for every container: as a position-dependent executable its
     // pointers in .data.rel.ro are final in the file, instead of ~440 KiB of pages that the
-    // dynamic loader copies on write to relocate in each shim (see src/shim/trim.rs).
+    // dynamic loader copies on write to relocate in each shim (see src/trim.rs).
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg-bin=berth-shim=-no-pie");
     }

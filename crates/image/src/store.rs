@@ -275,6 +275,26 @@ impl ImageStore {
         Ok(self.root.join("snapshots").join(hex))
     }
 
+    /// Records a layer's snapshot (its size as unpacked), replacing the size of one already
+    /// known.
+    fn record_layer(
+        &self,
+        chain: &str,
+        diff_id: &str,
+        parent: Option<&str>,
+        size: i64,
+    ) -> Result<()> {
+        self.db
+            .conn()
+            .execute(
+                "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
+                params![chain, diff_id, parent, size],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     /// The init layer of the layer stack ending in `top` (see `make_init_layer`). What it
     /// holds depends only on the image's layers, so every container of the image shares one,
     /// read-only: docker makes one per container, which cost every `run` ~8 file creations
@@ -1168,14 +1188,7 @@ impl ImageStore {
                 return Err(e);
             }
         };
-        self.db
-            .conn()
-            .execute(
-                "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
-                params![chain, diff_id, parent, size],
-            )
-            .map_err(db_err)?;
+        self.record_layer(chain, diff_id, parent, size)?;
         Ok(size)
     }
 
@@ -1213,11 +1226,7 @@ impl ImageStore {
         if fs::rename(&upper, &dest).is_err() {
             return;
         }
-        let r = self.db.conn().execute(
-            "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
-            params![chain, diff_id, parent, size],
-        );
+        let r = self.record_layer(chain, diff_id, parent, size);
         if r.is_err() {
             // Put it back; ensure_snapshot will unpack as usual.
             let _ = fs::rename(&dest, &upper);
@@ -1438,14 +1447,7 @@ impl ImageStore {
         } else {
             fs::rename(&tmp, &dest)?;
         }
-        self.db
-            .conn()
-            .execute(
-                "INSERT INTO layers (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size",
-                params![chain, diff_id, parent, size],
-            )
-            .map_err(db_err)?;
+        self.record_layer(chain, diff_id, parent, size)?;
         Ok((size, tar_size))
     }
 
