@@ -86,8 +86,10 @@ fn main() {
         );
         std::process::exit(0);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the CLI waits on one thing at a time, and a second thread only added a
+    // wake-up and a context switch to every read of an attached stream (stdin is read on a
+    // plain thread of its own, see stream::stdin_channel).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

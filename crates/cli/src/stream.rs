@@ -208,37 +208,58 @@ pub struct Demux {
     buf: bytes::BytesMut,
 }
 
+fn frame_len(h: &[u8]) -> usize {
+    u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize
+}
+
 impl Demux {
-    /// Feeds bytes; returns complete (stream, payload) frames.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<(u8, Vec<u8>)> {
-        use bytes::Buf;
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        while self.buf.len() >= 8 {
-            let len =
-                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
-            if self.buf.len() < 8 + len {
-                break;
+    /// Feeds bytes; calls `f` with each complete (stream, payload) frame. Frames wholly
+    /// inside `data` are passed from it without a copy; only a frame cut by the end of a
+    /// read waits in our buffer.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        mut f: impl FnMut(u8, &[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        while !self.buf.is_empty() && !data.is_empty() {
+            let want = if self.buf.len() < 8 {
+                8
+            } else {
+                8 + frame_len(&self.buf)
+            };
+            let take = (want - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() >= 8 && self.buf.len() == 8 + frame_len(&self.buf) {
+                f(self.buf[0], &self.buf[8..])?;
+                self.buf.clear();
             }
-            let kind = self.buf[0];
-            self.buf.advance(8);
-            out.push((kind, self.buf.split_to(len).to_vec()));
         }
-        out
+        while data.len() >= 8 && data.len() >= 8 + frame_len(data) {
+            let end = 8 + frame_len(data);
+            f(data[0], &data[8..end])?;
+            data = &data[end..];
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
     }
 }
 
-/// Writes bytes to our stdout (stream 0/1) or stderr (stream 2).
+/// Writes bytes to our stdout (stream 0/1) or stderr (stream 2): straight to the
+/// descriptor, after whatever std still buffers for it (its line buffering would cut a
+/// payload that ends mid-line into two writes).
 pub fn write_out(kind: u8, data: &[u8]) -> std::io::Result<()> {
-    if kind == 2 {
-        let mut e = std::io::stderr().lock();
-        e.write_all(data)?;
-        e.flush()
+    use std::os::fd::FromRawFd;
+    let fd = if kind == 2 {
+        std::io::stderr().lock().flush()?;
+        libc::STDERR_FILENO
     } else {
-        let mut o = std::io::stdout().lock();
-        o.write_all(data)?;
-        o.flush()
-    }
+        std::io::stdout().lock().flush()?;
+        libc::STDOUT_FILENO
+    };
+    // SAFETY: fd 1/2 stay open for the process's life; ManuallyDrop never closes it.
+    let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    f.write_all(data)
 }
 
 /// Pumps a hijacked stream: output to our fds (raw for a TTY, demultiplexed
@@ -283,17 +304,13 @@ pub async fn pump(
         });
     }
     let mut demux = Demux::default();
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; 128 * 1024];
     loop {
         tokio::select! {
             n = output.read(&mut buf) => match n {
                 Ok(0) => return Ok(StreamEnd::Eof),
                 Ok(n) if tty => write_out(1, &buf[..n])?,
-                Ok(n) => {
-                    for (kind, payload) in demux.feed(&buf[..n]) {
-                        write_out(kind, &payload)?;
-                    }
-                }
+                Ok(n) => demux.feed(&buf[..n], write_out)?,
                 // A reset after the container ended is the end of the stream too.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(StreamEnd::Eof),
                 Err(e) => return Err(CliError::new(1, format!("error reading stream: {e}"))),
@@ -405,16 +422,35 @@ mod tests {
 
     #[test]
     fn demux_splits_frames_across_reads() {
+        fn feed(d: &mut Demux, data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+            let mut out = Vec::new();
+            d.feed(data, |k, p| {
+                out.push((k, p.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            out
+        }
         let mut d = Demux::default();
         let mut data = vec![1, 0, 0, 0, 0, 0, 0, 3];
         data.extend_from_slice(b"out");
         data.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
         data.extend_from_slice(b"er");
-        let frames = d.feed(&data);
+        let frames = feed(&mut d, &data);
         assert_eq!(frames, vec![(1, b"out".to_vec())]);
-        let frames = d.feed(b"r\n");
+        let frames = feed(&mut d, b"r\n");
         assert_eq!(frames, vec![(2, b"err\n".to_vec())]);
-        assert!(d.feed(&[]).is_empty());
+        assert!(feed(&mut d, &[]).is_empty());
+        // Byte by byte, an empty frame, and two frames in one read.
+        let mut all = vec![1, 0, 0, 0, 0, 0, 0, 2, b'a', b'b', 2, 0, 0, 0, 0, 0, 0, 0];
+        all.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 1, b'c']);
+        let mut got = Vec::new();
+        for b in &all {
+            got.extend(feed(&mut d, std::slice::from_ref(b)));
+        }
+        let want = vec![(1, b"ab".to_vec()), (2, vec![]), (1, b"c".to_vec())];
+        assert_eq!(got, want);
+        assert_eq!(feed(&mut d, &all), want);
     }
 
     #[test]

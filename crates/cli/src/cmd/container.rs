@@ -238,20 +238,15 @@ pub async fn logs(c: &Client, a: LogsArgs) -> CliResult<()> {
         return Err(daemon_error(status, &b));
     }
     let mut demux = crate::stream::Demux::default();
-    use std::io::Write;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| CliError::new(1, format!("error reading logs: {e}")))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
         if tty {
-            let mut o = std::io::stdout().lock();
-            o.write_all(&data)?;
-            o.flush()?;
-            continue;
-        }
-        for (kind, payload) in demux.feed(&data) {
-            crate::stream::write_out(kind, &payload)?;
+            crate::stream::write_out(1, &data)?;
+        } else {
+            demux.feed(&data, crate::stream::write_out)?;
         }
     }
     Ok(())
