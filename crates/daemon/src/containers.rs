@@ -71,9 +71,43 @@ pub struct Events {
     pub removed: bool,
 }
 
+/// An attach session waiting for its container's shim (a start to come, or the HTTP upgrade).
 pub struct PendingAttach {
     pub opts: AttachOptions,
-    pub tx: oneshot::Sender<tokio::net::UnixStream>,
+    /// How the client's connection meets the shim; it arrives once the API's 101 has gone
+    /// out, so a session registered before that (as it must, to see output from a start the
+    /// client sends next) learns it late.
+    pub conn: oneshot::Receiver<AttachConn>,
+}
+
+pub enum AttachConn {
+    /// berthd relays: the shim's attach stream goes to this sender.
+    Relay(oneshot::Sender<tokio::net::UnixStream>),
+    /// The client's own connection goes to the shim (SCM_RIGHTS), which then writes the
+    /// container's output to it directly: berthd leaves the data path.
+    Handoff(std::os::unix::net::UnixStream),
+}
+
+/// How long a start waits for an attach's upgraded connection (normally microseconds: the
+/// 101 is written before the client can send its start).
+const HANDOFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects one attach session to the shim behind `client`.
+async fn deliver_attach(client: &ShimClient, p: PendingAttach, id: &str) {
+    let conn = match tokio::time::timeout(HANDOFF_WAIT, p.conn).await {
+        Ok(Ok(conn)) => conn,
+        // The client went away before its upgrade completed.
+        _ => return,
+    };
+    let r = match conn {
+        AttachConn::Relay(tx) => client.attach(p.opts).await.map(|s| {
+            let _ = tx.send(s);
+        }),
+        AttachConn::Handoff(s) => client.attach_fd(p.opts, s.into()).await,
+    };
+    if let Err(e) = r {
+        tracing::debug!(%id, "attach failed: {e}");
+    }
 }
 
 /// A live container: its record (short read/write lock, never held across I/O), an
@@ -850,12 +884,7 @@ impl State {
         let pending: Vec<PendingAttach> =
             std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
-            match client.attach(p.opts).await {
-                Ok(s) => {
-                    let _ = p.tx.send(s);
-                }
-                Err(e) => tracing::warn!(id = %rec.id, "attach before start failed: {e}"),
-            }
+            deliver_attach(&client, p, &rec.id).await;
         }
         let t_created = t0.elapsed();
         let pid = match client.start().await {
@@ -1379,12 +1408,33 @@ impl State {
             let s = client.attach(opts).await.map_err(Error::from)?;
             let _ = tx.send(s);
         } else {
+            let (ctx, crx) = oneshot::channel();
+            let _ = ctx.send(AttachConn::Relay(tx));
             c.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(PendingAttach { opts, tx });
+                .push(PendingAttach { opts, conn: crx });
         }
         Ok(rx)
+    }
+
+    /// An attach whose client connection comes later through `conn` (after the 101): joined
+    /// to the shim at once when the container runs, else at its next start.
+    pub async fn attach_later(
+        &self,
+        c: &Arc<Ctr>,
+        opts: AttachOptions,
+        conn: oneshot::Receiver<AttachConn>,
+    ) {
+        let p = PendingAttach { opts, conn };
+        let _op = c.op.lock().await;
+        if c.rec().state.running {
+            let client = ShimClient::new(&self.container_dir(&c.id));
+            let id = c.id.clone();
+            tokio::spawn(async move { deliver_attach(&client, p, &id).await });
+        } else {
+            c.pending.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+        }
     }
 
     /// POST /commit, pausing a running container while its upper dir is archived.

@@ -90,6 +90,43 @@ where
     input.abort();
 }
 
+/// A client connection after its upgrade.
+pub enum ClientConn {
+    /// Our own UNIX socket with nothing read past the request: can go to a shim as it is.
+    Unix(std::os::unix::net::UnixStream),
+    /// Anything else (bytes hyper read ahead, another transport): relayed by us.
+    Other(Box<dyn Duplex>),
+}
+
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// Waits for the upgrade and takes the connection back from hyper.
+pub async fn upgraded_conn(on: hyper::upgrade::OnUpgrade) -> Option<ClientConn> {
+    let up = match on.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return None;
+        }
+    };
+    // axum serves through hyper-util's auto builder, which wraps the socket in a private
+    // type: its own downcast unwraps that.
+    match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<tokio::net::UnixStream>>(up) {
+        Ok(parts) => {
+            let s = parts.io.into_inner();
+            if parts.read_buf.is_empty() {
+                s.into_std().ok().map(ClientConn::Unix)
+            } else {
+                let (r, w) = s.into_split();
+                let r = std::io::Cursor::new(parts.read_buf).chain(r);
+                Some(ClientConn::Other(Box::new(tokio::io::join(r, w))))
+            }
+        }
+        Err(up) => Some(ClientConn::Other(Box::new(TokioIo::new(up)))),
+    }
+}
+
 /// Waits for the upgrade and returns the raw client connection.
 pub async fn upgraded(on: hyper::upgrade::OnUpgrade) -> Option<TokioIo<hyper::upgrade::Upgraded>> {
     match on.await {

@@ -251,12 +251,7 @@ impl ShimClient {
         let resp = read_line(&mut s).await?;
         let resp: Response = serde_json::from_slice(&resp)?;
         if let Some(msg) = resp.error {
-            return Err(match resp.kind {
-                Some(ErrorKind::Conflict) => RuntimeError::Conflict(msg),
-                Some(ErrorKind::InvalidArgument) => RuntimeError::InvalidArgument(msg),
-                Some(ErrorKind::StartFailed) => RuntimeError::StartFailed(msg),
-                _ => RuntimeError::Shim(msg),
-            });
+            return Err(error_of(resp.kind, msg));
         }
         Ok((resp, s))
     }
@@ -344,6 +339,29 @@ impl ShimClient {
         Ok(self.call(&req).await?.1)
     }
 
+    /// Hands an API client's connection (already past its HTTP upgrade) to the shim, which
+    /// then writes the container's output to it and reads its stdin directly: the daemon
+    /// leaves the data path. `conn` is closed here once the shim holds its copy.
+    pub async fn attach_fd(&self, opts: AttachOptions, conn: std::os::fd::OwnedFd) -> Result<()> {
+        let req = Request::AttachFd {
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            detach_keys: opts.detach_keys,
+        };
+        let mut s = self.connect().await?;
+        let mut line = serde_json::to_vec(&req)?;
+        line.push(b'\n');
+        let sent = send_with_fd(&s, &line, &conn).await?;
+        drop(conn);
+        s.write_all(&line[sent..]).await?;
+        let resp: Response = serde_json::from_slice(&read_line(&mut s).await?)?;
+        match resp.error {
+            Some(msg) => Err(error_of(resp.kind, msg)),
+            None => Ok(()),
+        }
+    }
+
     /// Prepares an extra process in this (running) container: spawns an exec shim with its
     /// own dir and socket. The process is created-not-started: attach, then `start()`.
     pub async fn exec(&self, cfg: &ExecConfig) -> Result<ShimClient> {
@@ -391,6 +409,41 @@ async fn connect_unix(path: &Path) -> std::io::Result<UnixStream> {
 
 /// Reads one `\n`-terminated line byte by byte, so nothing after it (attach stream data) is
 /// consumed.
+fn error_of(kind: Option<ErrorKind>, msg: String) -> RuntimeError {
+    match kind {
+        Some(ErrorKind::Conflict) => RuntimeError::Conflict(msg),
+        Some(ErrorKind::InvalidArgument) => RuntimeError::InvalidArgument(msg),
+        Some(ErrorKind::StartFailed) => RuntimeError::StartFailed(msg),
+        _ => RuntimeError::Shim(msg),
+    }
+}
+
+/// Sends (the start of) `data` with `fd` attached as SCM_RIGHTS; returns how many bytes went.
+/// The descriptor rides on the first byte, so it arrives with the request line.
+async fn send_with_fd(s: &UnixStream, data: &[u8], fd: &std::os::fd::OwnedFd) -> Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    loop {
+        s.writable().await?;
+        let r = s.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg::<()>(
+                s.as_raw_fd(),
+                &[std::io::IoSlice::new(data)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match r {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 async fn read_line(s: &mut UnixStream) -> Result<Vec<u8>> {
     let mut line = Vec::with_capacity(128);
     loop {

@@ -56,6 +56,8 @@ pub struct LogWriter {
     partial: [Vec<u8>; 2],
     line: Vec<u8>,
     clock: Clock,
+    /// The time stamped on the entries of the current `write` (RFC 3339, nanoseconds).
+    ts: Vec<u8>,
 }
 
 impl LogWriter {
@@ -73,12 +75,17 @@ impl LogWriter {
             partial: [Vec::new(), Vec::new()],
             line: Vec::with_capacity(MAX_PARTIAL * 2),
             clock: Clock::default(),
+            ts: Vec::with_capacity(32),
         })
     }
 
     /// Logs `data` read from the container's `stream`. Complete lines are written at
     /// once; the rest waits for its newline (or for 16 KiB, then goes out as partial).
+    /// All lines of one call carry one time stamp: the time the daemon read them (docker takes
+    /// one per line, microseconds apart within one read; a clock read per 100-byte line was a
+    /// visible share of the shim's time for chatty containers).
     pub fn write(&mut self, stream: Stream, data: &[u8]) -> std::io::Result<()> {
+        self.stamp();
         let i = stream.index();
         let mut rest = data;
         while let Some(pos) = memchr::memchr(b'\n', rest) {
@@ -131,6 +138,7 @@ impl LogWriter {
     pub fn finish_stream(&mut self, stream: Stream) -> std::io::Result<()> {
         let p = std::mem::take(&mut self.partial[stream.index()]);
         if !p.is_empty() {
+            self.stamp();
             self.emit(stream, &p)?;
         }
         Ok(())
@@ -164,11 +172,16 @@ impl LogWriter {
             Stream::Stdout => b"\",\"stream\":\"stdout\",\"time\":\"",
             Stream::Stderr => b"\",\"stream\":\"stderr\",\"time\":\"",
         });
-        self.clock.now_rfc3339nano(line);
+        line.extend_from_slice(&self.ts);
         line.extend_from_slice(b"\"}\n");
         self.out.write_all(line)?;
         self.size += line.len() as u64;
         Ok(())
+    }
+
+    fn stamp(&mut self) {
+        self.ts.clear();
+        self.clock.now_rfc3339nano(&mut self.ts);
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {

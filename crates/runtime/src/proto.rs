@@ -3,8 +3,10 @@
 //!
 //! Every connection to `<dir>/shim.sock` starts with one JSON [`Request`] line from the client,
 //! answered by one JSON [`Response`] line. After a successful `attach` answer the connection
-//! switches to the raw attach stream (see `ShimClient::attach`). `wait` is answered only when the
-//! container has exited.
+//! switches to the raw attach stream (see `ShimClient::attach`). `attach_fd` carries an API
+//! client's own connection as SCM_RIGHTS on its request line: that connection becomes the attach
+//! stream and the request's connection ends with the answer (see `ShimClient::attach_fd`).
+//! `wait` is answered only when the container has exited.
 //!
 //! The spawner hands the shim its [`ShimArgs`] as one JSON document on stdin; the shim answers
 //! with one [`Ready`] line on stdout once its socket accepts connections (or with the error).
@@ -66,6 +68,13 @@ pub enum Request {
         width: u16,
     },
     Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        detach_keys: Option<Vec<u8>>,
+    },
+    /// As `Attach`, on the descriptor passed with this request line (SCM_RIGHTS).
+    AttachFd {
         stdin: bool,
         stdout: bool,
         stderr: bool,

@@ -1,5 +1,5 @@
 use super::blocking;
-use crate::containers::{log_path, Ctr, Record};
+use crate::containers::{log_path, AttachConn, Ctr, Record};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{json, AppState, JsonBody, Params};
 use crate::state::State as St;
@@ -758,19 +758,57 @@ pub async fn attach(
             encode_entry(&mut prefix, &e, tty, false);
         }
     }
+    let opts = AttachOptions {
+        stdin,
+        stdout,
+        stderr,
+        detach_keys,
+    };
+    let on = match hijack {
+        // The usual case (`run`, `start -a`, `attach`): the shim gets the client's connection
+        // and berthd is out of the data path.
+        Hijack::Upgrade(on) if want_stream && prefix.is_empty() => on,
+        h => return attach_relayed(st, c, opts, want_stream, h, prefix, tty).await,
+    };
+    let (ctx, crx) = tokio::sync::oneshot::channel();
+    st.attach_later(&c, opts, crx).await;
+    tokio::spawn(async move {
+        // Dropping `ctx` unanswered (failed upgrade) ends the session.
+        let Some(conn) = stream::upgraded_conn(on).await else {
+            return;
+        };
+        match conn {
+            stream::ClientConn::Unix(s) => {
+                let _ = ctx.send(AttachConn::Handoff(s));
+            }
+            stream::ClientConn::Other(mut io) => {
+                let (stx, srx) = tokio::sync::oneshot::channel();
+                if ctx.send(AttachConn::Relay(stx)).is_ok() {
+                    if let Ok(s) = srx.await {
+                        stream::splice(io, s, async {}).await;
+                        return;
+                    }
+                }
+                use tokio::io::AsyncWriteExt;
+                let _ = io.shutdown().await;
+            }
+        }
+    });
+    Ok(stream::upgrade_response(tty))
+}
+
+/// Attach through berthd: output-only clients, `logs` replay, transports other than ours.
+async fn attach_relayed(
+    st: AppState,
+    c: Arc<Ctr>,
+    opts: AttachOptions,
+    want_stream: bool,
+    hijack: Hijack,
+    prefix: Vec<u8>,
+    tty: bool,
+) -> ApiResult<Response> {
     let rx = if want_stream {
-        Some(
-            st.attach_stream(
-                &c,
-                AttachOptions {
-                    stdin,
-                    stdout,
-                    stderr,
-                    detach_keys,
-                },
-            )
-            .await?,
-        )
+        Some(st.attach_stream(&c, opts).await?)
     } else {
         None
     };
