@@ -274,182 +274,201 @@ impl EventLoop {
     pub fn run(&mut self) {
         // A child may have died before the handler existed (e.g. killed while being created).
         self.reap();
+        // Kept across rounds: an idle shim's round then calls no allocator (see `round`).
+        let mut slots = Vec::with_capacity(16);
+        let mut fds = Vec::with_capacity(16);
         loop {
             if self.status == Status::Exited && self.clients.is_empty() {
                 return;
             }
-            let mut slots = Vec::with_capacity(8 + self.clients.len());
-            let mut fds = Vec::with_capacity(8 + self.clients.len());
-            let mut add = |slot: Slot, fd: RawFd, events: libc::c_short| {
-                slots.push(slot);
-                fds.push(libc::pollfd {
-                    fd,
-                    events,
-                    revents: 0,
-                });
-            };
-            add(Slot::Wake, self.wake.as_raw_fd(), libc::POLLIN);
-            if let Some(l) = &self.listener {
-                add(Slot::Listener, l.as_raw_fd(), libc::POLLIN);
+            slots.clear();
+            fds.clear();
+            if !self.round(&mut slots, &mut fds) {
+                return;
             }
-            let now = std::time::Instant::now();
-            if self.hold_output_until.is_some_and(|t| now >= t) {
+        }
+    }
+
+    /// One poll round; false when the shim is done. An idle container's shim runs exactly
+    /// one round after it gave its memory back (`trim`), so this path touches as little code
+    /// as it can: no allocation, and no clock read unless a timer is pending (each distinct
+    /// 64 KiB of libc or of our code it executes is faulted back in whole).
+    fn round(&mut self, slots: &mut Vec<Slot>, fds: &mut Vec<libc::pollfd>) -> bool {
+        let mut add = |slot: Slot, fd: RawFd, events: libc::c_short| {
+            slots.push(slot);
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        };
+        add(Slot::Wake, self.wake.as_raw_fd(), libc::POLLIN);
+        if let Some(l) = &self.listener {
+            add(Slot::Listener, l.as_raw_fd(), libc::POLLIN);
+        }
+        let timers = self.status == Status::Exited
+            || self.trim_at.is_some()
+            || self.hold_output_until.is_some();
+        let now = timers.then(std::time::Instant::now);
+        if let (Some(t), Some(now)) = (self.hold_output_until, now) {
+            if now >= t {
                 self.hold_output_until = None;
             }
-            // Outputs wait while a client is too far behind (backpressure) or while coalescing.
-            let hold_outputs = self.hold_output_until.is_some()
-                || self.clients.iter().any(|c| {
-                    matches!(c.phase, Phase::Attached(_))
-                        && !c.dead
-                        && c.out.len() >= OUT_HIGH_WATER
-                });
-            if !hold_outputs {
-                if let Some(f) = &self.proc.io.stdout {
-                    add(Slot::Output(Stream::Stdout), f.as_raw_fd(), libc::POLLIN);
-                }
-                if let Some(f) = &self.proc.io.stderr {
-                    add(Slot::Output(Stream::Stderr), f.as_raw_fd(), libc::POLLIN);
-                }
-            }
-            if let Some(f) = &self.proc.io.pty {
-                let mut ev = if hold_outputs { 0 } else { libc::POLLIN };
-                if !self.stdin_buf.is_empty() {
-                    ev |= libc::POLLOUT;
-                }
-                // Not even for hang-ups while held back: poll would report one at once.
-                if ev != 0 || self.hold_output_until.is_none() {
-                    add(Slot::Pty, f.as_raw_fd(), ev);
-                }
-            }
-            if let Some(f) = &self.proc.io.stdin {
-                if !self.stdin_buf.is_empty() {
-                    add(Slot::Stdin, f.as_raw_fd(), libc::POLLOUT);
-                }
-            }
-            if let Some(w) = &self.proc.container_watch {
-                add(Slot::Watch, w.as_raw_fd(), libc::POLLIN);
-            }
-            let stdin_full = self.stdin_buf.len() >= MAX_STDIN_BUF;
-            for (i, c) in self.clients.iter().enumerate() {
-                let mut ev = 0;
-                if c.wants_read(stdin_full) {
-                    ev |= libc::POLLIN;
-                }
-                if !c.out.is_empty() {
-                    ev |= libc::POLLOUT;
-                }
-                add(Slot::Client(i), c.stream.as_raw_fd(), ev);
-            }
-            let deadline = if self.status == Status::Exited {
-                Some(now + EXIT_GRACE)
-            } else {
-                [self.trim_at, self.hold_output_until]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            };
-            let timeout = deadline.map(|d| {
-                let left = d.saturating_duration_since(now);
-                libc::timespec {
-                    tv_sec: left.as_secs() as libc::time_t,
-                    tv_nsec: left.subsec_nanos() as libc::c_long,
-                }
+        }
+        // Outputs wait while a client is too far behind (backpressure) or while coalescing.
+        let hold_outputs = self.hold_output_until.is_some()
+            || self.clients.iter().any(|c| {
+                matches!(c.phase, Phase::Attached(_))
+                    && !c.dead
+                    && c.out.len() >= OUT_HIGH_WATER
             });
-            let tp = timeout
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            // SAFETY: fds is a valid array of pollfd of the given length; tp is null or
-            // points at a timespec that outlives the call; no signal mask is changed.
-            let n = unsafe {
-                libc::ppoll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    tp,
-                    std::ptr::null(),
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == IoErrorKind::Interrupted {
-                    continue;
-                }
-                eprintln!("berth-shim: poll: {e}");
-                return;
+        if !hold_outputs {
+            if let Some(f) = &self.proc.io.stdout {
+                add(Slot::Output(Stream::Stdout), f.as_raw_fd(), libc::POLLIN);
             }
-            if n == 0 && self.status == Status::Exited {
-                // Exited and no client made progress for the grace period.
-                return;
+            if let Some(f) = &self.proc.io.stderr {
+                add(Slot::Output(Stream::Stderr), f.as_raw_fd(), libc::POLLIN);
             }
-            if self
-                .trim_at
-                .is_some_and(|at| std::time::Instant::now() >= at)
-            {
-                self.trim_at = None;
-                if self.status != Status::Exited {
-                    berth_runtime::trim::trim();
-                }
+        }
+        if let Some(f) = &self.proc.io.pty {
+            let mut ev = if hold_outputs { 0 } else { libc::POLLIN };
+            if !self.stdin_buf.is_empty() {
+                ev |= libc::POLLOUT;
             }
-            if n == 0 {
-                // A timer (poll may wake a little early; the next round waits again).
+            // Not even for hang-ups while held back: poll would report one at once.
+            if ev != 0 || self.hold_output_until.is_none() {
+                add(Slot::Pty, f.as_raw_fd(), ev);
+            }
+        }
+        if let Some(f) = &self.proc.io.stdin {
+            if !self.stdin_buf.is_empty() {
+                add(Slot::Stdin, f.as_raw_fd(), libc::POLLOUT);
+            }
+        }
+        if let Some(w) = &self.proc.container_watch {
+            add(Slot::Watch, w.as_raw_fd(), libc::POLLIN);
+        }
+        let stdin_full = self.stdin_buf.len() >= MAX_STDIN_BUF;
+        for (i, c) in self.clients.iter().enumerate() {
+            let mut ev = 0;
+            if c.wants_read(stdin_full) {
+                ev |= libc::POLLIN;
+            }
+            if !c.out.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            add(Slot::Client(i), c.stream.as_raw_fd(), ev);
+        }
+        let deadline = if self.status == Status::Exited {
+            now.map(|now| now + EXIT_GRACE)
+        } else {
+            [self.trim_at, self.hold_output_until]
+                .into_iter()
+                .flatten()
+                .min()
+        };
+        let timeout = deadline.zip(now).map(|(d, now)| {
+            let left = d.saturating_duration_since(now);
+            libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            }
+        });
+        let tp = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: fds is a valid array of pollfd of the given length; tp is null or
+        // points at a timespec that outlives the call; no signal mask is changed.
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                tp,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == IoErrorKind::Interrupted {
+                return true;
+            }
+            eprintln!("berth-shim: poll: {e}");
+            return false;
+        }
+        if n == 0 && self.status == Status::Exited {
+            // Exited and no client made progress for the grace period.
+            return false;
+        }
+        if self
+            .trim_at
+            .is_some_and(|at| std::time::Instant::now() >= at)
+        {
+            self.trim_at = None;
+            if self.status != Status::Exited {
+                berth_runtime::trim::trim();
+            }
+        }
+        if n == 0 {
+            // A timer (poll may wake a little early; the next round waits again).
+            return true;
+        }
+        for (slot, pfd) in slots.iter().zip(fds.iter()) {
+            if pfd.revents == 0 {
                 continue;
             }
-            for (slot, pfd) in slots.iter().zip(fds.iter()) {
-                if pfd.revents == 0 {
-                    continue;
+            match *slot {
+                Slot::Wake => {
+                    let mut b = [0u8; 64];
+                    while matches!((&self.wake).read(&mut b), Ok(n) if n > 0) {}
+                    self.reap();
                 }
-                match *slot {
-                    Slot::Wake => {
-                        let mut b = [0u8; 64];
-                        while matches!((&self.wake).read(&mut b), Ok(n) if n > 0) {}
-                        self.reap();
+                Slot::Listener => self.accept(),
+                Slot::Output(s) => self.read_output(s),
+                Slot::Pty => {
+                    if pfd.revents & libc::POLLOUT != 0 {
+                        self.write_stdin();
                     }
-                    Slot::Listener => self.accept(),
-                    Slot::Output(s) => self.read_output(s),
-                    Slot::Pty => {
-                        if pfd.revents & libc::POLLOUT != 0 {
-                            self.write_stdin();
-                        }
-                        if pfd.revents & !libc::POLLOUT != 0 && !hold_outputs {
-                            self.read_output(Stream::Stdout);
-                        }
+                    if pfd.revents & !libc::POLLOUT != 0 && !hold_outputs {
+                        self.read_output(Stream::Stdout);
                     }
-                    Slot::Stdin => self.write_stdin(),
-                    Slot::Watch => {
-                        self.proc.container_watch = None;
-                        if self.status == Status::Created {
-                            // The container is gone and this exec never ran: nothing can
-                            // start it any more (as Docker's 126: could not execute).
-                            eprintln!("berth-shim: container exited before the exec started");
-                            self.finish(126);
-                        }
+                }
+                Slot::Stdin => self.write_stdin(),
+                Slot::Watch => {
+                    self.proc.container_watch = None;
+                    if self.status == Status::Created {
+                        // The container is gone and this exec never ran: nothing can
+                        // start it any more (as Docker's 126: could not execute).
+                        eprintln!("berth-shim: container exited before the exec started");
+                        self.finish(126);
                     }
-                    Slot::Client(i) => {
-                        if pfd.revents & libc::POLLOUT != 0 {
-                            self.flush_client(i);
-                        }
-                        if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                            self.read_client(i, pfd.revents);
-                        }
+                }
+                Slot::Client(i) => {
+                    if pfd.revents & libc::POLLOUT != 0 {
+                        self.flush_client(i);
+                    }
+                    if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                        self.read_client(i, pfd.revents);
                     }
                 }
             }
-            if let Some(ws) = self.reaped.take() {
-                self.finish(ws);
-            }
-            if self.log_dirty {
-                self.log_dirty = false;
-                if let Some(log) = &mut self.proc.log {
-                    self.log_failed |= log.flush().is_err();
-                }
-            }
-            self.clients.retain_mut(|c| {
-                let done = c.dead || (c.close_after_flush && c.out.is_empty());
-                if done && !c.dead {
-                    c.close();
-                }
-                !done
-            });
         }
+        if let Some(ws) = self.reaped.take() {
+            self.finish(ws);
+        }
+        if self.log_dirty {
+            self.log_dirty = false;
+            if let Some(log) = &mut self.proc.log {
+                self.log_failed |= log.flush().is_err();
+            }
+        }
+        self.clients.retain_mut(|c| {
+            let done = c.dead || (c.close_after_flush && c.out.is_empty());
+            if done && !c.dead {
+                c.close();
+            }
+            !done
+        });
+        true
     }
 
     fn reap(&mut self) {
@@ -1140,6 +1159,40 @@ fn scan_detach(keys: &[u8], matched: &mut usize, data: &[u8], out: &mut Vec<u8>)
 #[cfg(test)]
 mod tests {
     use super::scan_detach;
+
+    #[test]
+    fn descriptor_arrives_with_the_request_line() {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (passed, mut kept) = std::os::unix::net::UnixStream::pair().unwrap();
+        let line = b"{\"op\":\"attach_fd\"}\n";
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[std::io::IoSlice::new(line)],
+            &[ControlMessage::ScmRights(&[passed.as_raw_fd()])],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let n = super::recv_with_fds(b.as_raw_fd(), &mut buf, &mut fds).unwrap();
+        assert_eq!(&buf[..n], line);
+        assert_eq!(fds.len(), 1);
+        // The received descriptor is the same socket: what goes in at the far end of the
+        // original comes out of it.
+        let got = std::os::unix::net::UnixStream::from(fds.pop().unwrap());
+        kept.write_all(b"hi").unwrap();
+        let mut two = [0u8; 2];
+        (&got).read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"hi");
+        // A plain read on the request connection brings no descriptor.
+        (&a).write_all(b"x").unwrap();
+        assert_eq!(super::recv_with_fds(b.as_raw_fd(), &mut buf, &mut fds).unwrap(), 1);
+        assert!(fds.is_empty());
+    }
 
     fn run(keys: &[u8], chunks: &[&[u8]]) -> (Vec<u8>, bool) {
         let mut m = 0;
