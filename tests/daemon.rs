@@ -164,3 +164,28 @@ fn cgroup_v2_layout() {
     let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(3));
 }
+
+/// On ext4, the directories that get one subdirectory per container carry the Orlov "top
+/// directory" flag (`chattr +T`), so containers' files spread over block groups.
+#[test]
+fn container_dirs_spread_over_block_groups() {
+    use std::os::fd::AsRawFd;
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+    let d = Daemon::start();
+    for dir in [d.root.join("containers"), d.exec_root.join("runtime")] {
+        let f = std::fs::File::open(&dir).unwrap();
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) }, 0);
+        if st.f_type as i64 != EXT4_SUPER_MAGIC {
+            eprintln!("{} is not on ext4: nothing to check", dir.display());
+            continue;
+        }
+        let mut flags: libc::c_int = 0;
+        assert_eq!(
+            unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) },
+            0
+        );
+        assert_ne!(flags & FS_TOPDIR_FL, 0, "{} lacks +T", dir.display());
+    }
+}

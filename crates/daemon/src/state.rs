@@ -43,6 +43,8 @@ impl State {
         std::fs::create_dir_all(&containers_dir)?;
         let runtime_root = exec_root.join("runtime");
         std::fs::create_dir_all(&runtime_root)?;
+        crate::util::spread_subdirs(&containers_dir);
+        crate::util::spread_subdirs(&runtime_root);
         let db = Arc::new(Db::open(&root.join("state.db")).context("opening state.db")?);
         crate::build::cleanup_stale(&root);
         let blobs = Arc::new(BlobStore::open(&root).context("opening blob store")?);

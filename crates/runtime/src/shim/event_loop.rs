@@ -318,9 +318,7 @@ impl EventLoop {
         // Outputs wait while a client is too far behind (backpressure) or while coalescing.
         let hold_outputs = self.hold_output_until.is_some()
             || self.clients.iter().any(|c| {
-                matches!(c.phase, Phase::Attached(_))
-                    && !c.dead
-                    && c.out.len() >= OUT_HIGH_WATER
+                matches!(c.phase, Phase::Attached(_)) && !c.dead && c.out.len() >= OUT_HIGH_WATER
             });
         if !hold_outputs {
             if let Some(f) = &self.proc.io.stdout {
@@ -1190,7 +1188,10 @@ mod tests {
         assert_eq!(&two, b"hi");
         // A plain read on the request connection brings no descriptor.
         (&a).write_all(b"x").unwrap();
-        assert_eq!(super::recv_with_fds(b.as_raw_fd(), &mut buf, &mut fds).unwrap(), 1);
+        assert_eq!(
+            super::recv_with_fds(b.as_raw_fd(), &mut buf, &mut fds).unwrap(),
+            1
+        );
         assert!(fds.is_empty());
     }
 
