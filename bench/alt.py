@@ -3,11 +3,13 @@
 
 Each round runs every engine's command once, in order (berth, docker, podman, berth, ...), so
 slow drifts of the machine hit all engines alike. Before each timed run an optional untimed
-`--pre` command runs, after it an optional `--post` (cleanup). A watcher thread polls for
+`--pre` command runs, after it an optional `--post` (cleanup); each timed run starts only once
+the CPUs were quiet (< 10% busy over 200 ms, waiting at most --settle-max s), so what one engine
+leaves running in the background is not timed as part of the next. A watcher thread polls for
 compilers (cargo/rustc: the 2 cores are shared); a round during which one ran is thrown away and
 re-run. Prints the medians and appends them to the results TSV.
 
-usage: alt.py --metric NAME --rounds N [--warmup K] [--results FILE]
+usage: alt.py --metric NAME --rounds N [--warmup K] [--results FILE] [--settle-max S]
               [--pre ENGINE=CMD]... [--post ENGINE=CMD]... ENGINE=CMD...
 """
 import argparse
@@ -75,6 +77,31 @@ def wait_quiet(max_wait: float):
     return True
 
 
+def cpu_busy(interval: float) -> float:
+    """Share of all CPUs not idle over `interval` seconds (from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+    i0, t0 = sample()
+    time.sleep(interval)
+    i1, t1 = sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(max_wait: float) -> None:
+    """Waits (at most max_wait s) until the machine is quiet: what an engine leaves running
+    after its command returned (podman's conmon `container cleanup`, dockerd/containerd
+    tear-down, writeback) must not land in the next engine's timed run."""
+    t0 = time.monotonic()
+    while cpu_busy(0.2) > SETTLE_BUSY and time.monotonic() - t0 < max_wait:
+        pass
+
+
+# A timed run starts only once less than this share of the CPUs was busy over 200 ms.
+SETTLE_BUSY = 0.10
+
+
 def sh(cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -97,6 +124,7 @@ def main():
     ap.add_argument("--post", action="append", default=[])
     ap.add_argument("--max-retries", type=int, default=20)
     ap.add_argument("--max-wait", type=float, default=float(os.environ.get("BENCH_MAX_WAIT", "600")))
+    ap.add_argument("--settle-max", type=float, default=float(os.environ.get("BENCH_SETTLE_MAX", "30")))
     ap.add_argument("cmds", nargs="+")
     a = ap.parse_args()
     cmds = [(k, v) for k, v in (c.split("=", 1) for c in a.cmds)]
@@ -115,6 +143,7 @@ def main():
                     p = sh(pre[e])
                     if p.returncode:
                         print(f"[alt] {e} pre failed: {p.stderr.decode(errors='replace')[-500:]}", file=sys.stderr)
+                settle(a.settle_max)
                 t0 = time.perf_counter()
                 p = sh(c)
                 dt = time.perf_counter() - t0
