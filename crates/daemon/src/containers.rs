@@ -880,6 +880,7 @@ impl State {
         let client = shim::spawn(&sc)
             .await
             .map_err(|e| Error::invalid(e.to_string()))?;
+        let t_spawned = t0.elapsed();
         // Attach everyone who asked before start, so they see output from the first byte.
         let pending: Vec<PendingAttach> =
             std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
@@ -913,7 +914,8 @@ impl State {
             id = %rec.id,
             mount_ms = t_mount.as_secs_f64() * 1e3,
             spec_ms = (t_spec - t_mount).as_secs_f64() * 1e3,
-            create_ms = (t_created - t_spec).as_secs_f64() * 1e3,
+            create_ms = (t_spawned - t_spec).as_secs_f64() * 1e3,
+            attach_ms = (t_created - t_spawned).as_secs_f64() * 1e3,
             start_ms = (t0.elapsed() - t_created).as_secs_f64() * 1e3,
             "container started"
         );
