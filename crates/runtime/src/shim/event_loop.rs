@@ -461,7 +461,8 @@ impl EventLoop {
         }
         self.clients.retain_mut(|c| {
             let done = c.dead || (c.close_after_flush && c.out.is_empty());
-            if done && !c.dead {
+            // Request connections carried one line each way: nothing is left unread on them.
+            if done && !c.dead && matches!(c.phase, Phase::Attached(_)) {
                 c.close();
             }
             !done
