@@ -154,12 +154,17 @@ impl Client {
 
     /// Writes `parts` at once when nothing is queued (no copy, no extra poll round); what the
     /// socket does not take is queued for POLLOUT.
+    /// At most two parts (stdcopy header and payload): the slices live on the stack, as this
+    /// runs for every read of a container's output.
     fn send(&mut self, parts: &[&[u8]]) {
         let mut written = 0;
         if self.out.is_empty() && !self.dead {
-            let iov: Vec<std::io::IoSlice> =
-                parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
-            match (&self.stream).write_vectored(&iov) {
+            let mut iov = [std::io::IoSlice::new(&[]); 2];
+            let n = parts.len().min(iov.len());
+            for (slot, p) in iov.iter_mut().zip(parts) {
+                *slot = std::io::IoSlice::new(p);
+            }
+            match (&self.stream).write_vectored(&iov[..n]) {
                 Ok(n) => written = n,
                 Err(e)
                     if e.kind() == IoErrorKind::WouldBlock
